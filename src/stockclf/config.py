@@ -1,0 +1,222 @@
+"""Typed view of ``params.yaml``, the project's one source of truth.
+
+Every stage parses the file once through :func:`load_params`. Unknown keys and
+wrong types are errors that name the offending key, raised before any work
+starts, so a typo in ``dvc exp run -S`` cannot silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+#: The hyperparameters the tune stage may search, and the section that owns each.
+TUNABLE: dict[str, str] = {
+    "lr_head": "train",
+    "lr_backbone": "train",
+    "lr_decay_rate": "train",
+    "drop_path_rate": "model",
+    "agc_clip_factor": "train",
+    "batch_size": "train",
+    "weight_decay": "train",
+    "aux_loss_weight": "model",
+}
+
+
+class ParamsError(ValueError):
+    """A params file that cannot be used; the message names the file and key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class DataParams(_Strict):
+    source: str = "sample"
+    features: list[Literal["log_return", "hl_range", "volume_change", "close_open"]] = Field(
+        default_factory=lambda: ["log_return"], min_length=1
+    )
+    window: int = Field(64, ge=4)
+    horizon: int = Field(5, ge=1)
+    vol_window: int = Field(20, ge=2)
+    threshold: float = Field(0.5, ge=0)
+    val_start: dt.date
+    test_start: dt.date
+    stride: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> DataParams:
+        if self.val_start >= self.test_start:
+            raise ValueError(
+                f"val_start ({self.val_start}) must be before test_start ({self.test_start})"
+            )
+        return self
+
+
+class ModelParams(_Strict):
+    backbone: str = "efficientnet_b0"
+    pretrained: bool = False
+    pretrained_path: str | None = None
+    encodings: list[Literal["gasf", "gadf", "mtf"]] = Field(
+        default_factory=lambda: ["gasf", "gadf", "mtf"], min_length=1
+    )
+    image_size: int = Field(32, ge=8)
+    mtf_bins: int = Field(8, ge=2)
+    drop_path_rate: float = Field(0.1, ge=0, lt=1)
+    aux_loss_weight: float = Field(0.3, ge=0)
+
+
+class TrainParams(_Strict):
+    max_epochs: int = Field(8, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr_head: float = Field(2e-3, gt=0)
+    lr_backbone: float = Field(5e-4, gt=0)
+    lr_decay_rate: float = Field(0.05, gt=0, le=1)
+    warmup_epochs: float = Field(1, ge=0)
+    weight_decay: float = Field(0.01, ge=0)
+    agc_clip_factor: float = Field(0.02, ge=0)
+    early_stopping_patience: int = Field(3, ge=1)
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int = Field(1, ge=1)
+    precision: Literal["auto", "32", "16-mixed", "bf16-mixed"] = "auto"
+    channels_last: bool = True
+    num_workers: int = Field(0, ge=0)
+    max_train_batches: int | None = Field(None, ge=1)
+
+
+class FloatRange(_Strict):
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> FloatRange:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is greater than high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log: true needs low > 0, got low={self.low}")
+        if self.log and self.step is not None:
+            raise ValueError("log: true cannot be combined with step")
+        return self
+
+
+class CategoricalRange(_Strict):
+    choices: list[Any] = Field(min_length=1)
+
+
+class TuneParams(_Strict):
+    n_trials: int = Field(6, ge=1)
+    timeout: float | None = Field(None, gt=0)
+    tuning_max_epochs: int = Field(3, ge=1)
+    metric: Literal["val_f1", "val_acc", "val_loss"] = "val_f1"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    storage: str = "sqlite:///tuning/study.db"
+    n_jobs: int = Field(1, ge=1)
+    sampler: Literal["tpe", "random", "cmaes"] = "tpe"
+    pruner: Literal["none", "median", "successive_halving", "hyperband"] = "median"
+    n_startup_trials: int = Field(3, ge=0)
+    parameter_ranges: dict[str, FloatRange | CategoricalRange] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _known_names(self) -> TuneParams:
+        unknown = sorted(set(self.parameter_ranges) - set(TUNABLE))
+        if unknown:
+            raise ValueError(
+                f"parameter_ranges names {unknown}, which map to no training param; "
+                f"tunable names are {sorted(TUNABLE)}"
+            )
+        if self.n_jobs != 1:
+            raise ValueError(
+                "n_jobs > 1 (parallel worker processes) is not available yet; set n_jobs: 1"
+            )
+        return self
+
+
+PlotName = Literal[
+    "optimization_history", "param_importances", "parallel_coordinate", "slice", "contour"
+]
+
+
+class VisualizeParams(_Strict):
+    plots: list[PlotName] = Field(
+        default_factory=lambda: [
+            "optimization_history",
+            "param_importances",
+            "parallel_coordinate",
+            "slice",
+            "contour",
+        ]
+    )
+    dpi: int = Field(100, ge=30, le=600)
+
+
+class Params(_Strict):
+    seed: int = 42
+    data: DataParams
+    model: ModelParams
+    train: TrainParams
+    tune: TuneParams
+    visualize: VisualizeParams = Field(default_factory=VisualizeParams)
+
+    def with_overrides(self, values: dict[str, Any]) -> Params:
+        """Return a copy where tunable names (``lr_head``, ...) replace their owner's value."""
+        sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+        for name, value in values.items():
+            if name not in TUNABLE:
+                raise ParamsError(f"{name!r} is not a tunable parameter; known: {sorted(TUNABLE)}")
+            sections[TUNABLE[name]][name] = value
+        data = self.model_dump()
+        for section, updates in sections.items():
+            data[section].update(updates)
+        return _validate(data, "<overrides>")
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid params"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("FloatRange", "Categ")))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {key or '<root>'}: {msg}")
+    return "\n".join(lines)
+
+
+def _validate(data: Any, source: str) -> Params:
+    if not isinstance(data, dict):
+        raise ParamsError(f"{source}: expected a mapping at the top level")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as err:
+        raise ParamsError(_format_error(err, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Parse and validate a params file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: file not found") from None
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    return _validate(data, str(path))
+
+
+def load_best_params(path: str | Path) -> dict[str, Any]:
+    """Read ``best_params.yaml`` written by the tune stage (tunable name -> value)."""
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: not found; run the tune stage first (dvc repro tune)")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping of parameter names to values")
+    unknown = sorted(set(data) - set(TUNABLE))
+    if unknown:
+        raise ParamsError(f"{path}: unknown parameters {unknown}")
+    return data
