@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from stockclf.errors import StockclfError
+
 #: The hyperparameters the tune stage may search, and the section that owns each.
 TUNABLE: dict[str, str] = {
     "lr_head": "train",
@@ -27,7 +29,7 @@ TUNABLE: dict[str, str] = {
 }
 
 
-class ParamsError(ValueError):
+class ParamsError(StockclfError, ValueError):
     """A params file that cannot be used; the message names the file and key."""
 
 
@@ -174,6 +176,12 @@ class Params(_Strict):
         for section, updates in sections.items():
             data[section].update(updates)
         return _validate(data, "<overrides>")
+
+
+def tunable_is_int(name: str) -> bool:
+    """Whether a tunable name is an integer param (searched with ``suggest_int``)."""
+    owner = {"model": ModelParams, "train": TrainParams}[TUNABLE[name]]
+    return owner.model_fields[name].annotation is int
 
 
 def _format_error(err: ValidationError, source: str) -> str:

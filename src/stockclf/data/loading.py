@@ -1,0 +1,308 @@
+"""Read and validate daily OHLCV CSV files, one symbol per file.
+
+A bad file must stop the prepare stage with a message a person can act on: every
+:class:`DataError` names the file, the line (1-based, header = line 1) or the column,
+and the problem. Nothing is silently repaired except the one documented quirk of
+real index data, a zero volume (see :func:`load_csv`).
+
+Parsing is vectorised with pandas; line numbers for messages are recovered only on
+the error path (:func:`_data_line_numbers`), so the happy path has no per-row loop.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stockclf.errors import StockclfError
+
+#: Columns every file needs, in their normalised spelling (see :func:`normalise_column`).
+REQUIRED_COLUMNS = ("date", "open", "high", "low", "close", "volume")
+#: Recognised but unused: features are computed from ``Close`` (see :func:`load_csv`).
+OPTIONAL_COLUMNS = ("adjclose",)
+PRICE_COLUMNS = ("open", "high", "low", "close")
+#: Relative tolerance for the high >= low and low <= close <= high checks: vendors round
+#: prices independently, so an exact comparison would reject correct files.
+REL_TOL = 1e-9
+
+
+class DataError(StockclfError, ValueError):
+    """Input data that cannot be used; the message names the file, row or column and problem."""
+
+
+@dataclass(frozen=True)
+class OHLCV:
+    """One validated daily series; all arrays are aligned by trading day."""
+
+    symbol: str
+    path: Path
+    dates: np.ndarray  # datetime64[D], strictly increasing
+    open: np.ndarray  # float64, > 0
+    high: np.ndarray  # float64, >= low
+    low: np.ndarray  # float64, > 0
+    close: np.ndarray  # float64, in [low, high]
+    volume: np.ndarray  # float64, >= 0 (zeros filled from neighbours unless all are zero)
+
+    def __len__(self) -> int:
+        return len(self.dates)
+
+
+def normalise_column(name: str) -> str:
+    """Spelling-insensitive column key: ``"Adj Close"``, ``"adj_close"`` -> ``"adjclose"``."""
+    return re.sub(r"[\s_]+", "", name).lower()
+
+
+def list_csv_files(directory: Path) -> list[Path]:
+    """The ``*.csv`` files of ``directory`` sorted by name (so symbol ids are stable).
+
+    Hidden files (``.name.csv``, e.g. macOS ``._X.csv`` resource forks) are skipped.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        what = "is not a directory" if directory.exists() else "directory not found"
+        raise DataError(f"{directory}: {what}; expected a directory of OHLCV CSV files")
+    files = sorted(
+        p
+        for p in directory.iterdir()
+        if p.is_file() and p.suffix.lower() == ".csv" and not p.name.startswith(".")
+    )
+    if not files:
+        raise DataError(f"{directory}: no CSV files (*.csv) found")
+    stems: dict[str, Path] = {}
+    for p in files:
+        if p.stem in stems:
+            raise DataError(f"{p}: symbol {p.stem!r} also comes from {stems[p.stem]}")
+        stems[p.stem] = p
+    return files
+
+
+def load_directory(directory: Path, min_rows: int = 0) -> list[OHLCV]:
+    """Load every CSV of ``directory`` (sorted by name); each needs at least ``min_rows`` rows."""
+    series = [load_csv(p) for p in list_csv_files(directory)]
+    for s in series:
+        if len(s) < min_rows:
+            raise DataError(
+                f"{s.path}: only {len(s)} data rows; at least {min_rows} are needed "
+                "(window + horizon + vol_window + 1 trading days)"
+            )
+    return series
+
+
+def load_csv(path: Path, symbol: str | None = None) -> OHLCV:
+    """Read and validate one OHLCV file; the symbol defaults to the file's stem.
+
+    - Columns are matched case-insensitively, ignoring spaces and underscores, so
+      Yahoo (``Adj Close``), Kaggle (``Date,Open,...,OpenInt``) and lowercase layouts
+      load. Extra columns are ignored. ``Adj Close`` is accepted but not used: the
+      features and labels use ``Close`` so that high/low/open stay on the same scale.
+    - Dates must be ISO 8601 (``YYYY-MM-DD``) and strictly increasing. An unsorted file
+      is refused, not sorted: out-of-order rows usually mean a concatenation or export
+      bug, and silently reordering would hide it.
+    - Prices must be finite and positive, with high >= low and low <= close <= high
+      (relative tolerance :data:`REL_TOL`). An empty price cell is an error: filling it
+      would invent a price.
+    - Volume must be a number >= 0. A zero volume is a known data-source error in
+      index data (the bundled NASDAQ file has two), so it is treated as missing and
+      carried forward from the previous day (backward from the next day for a leading
+      zero). A negative volume is an error.
+    """
+    path = Path(path)
+    text = _read_text(path)
+    table = _parse_table(path, text)
+    header = [str(c) for c in table.iloc[0]]
+    body = table.iloc[1:].reset_index(drop=True)
+    if len(body) == 0:
+        raise DataError(f"{path}: header only, no data rows (header: {', '.join(header)})")
+    columns = _match_columns(path, header)
+
+    def cells(key: str) -> pd.Series:
+        return body.iloc[:, columns[key]].fillna("").astype(str).str.strip()
+
+    def fail(row: int, key: str, problem: str) -> DataError:
+        line = _data_line_numbers(text)[row]
+        return DataError(f"{path}: line {line}, column {header[columns[key]]!r}: {problem}")
+
+    raw_dates = cells("date")
+    try:
+        parsed = pd.to_datetime(raw_dates, format="ISO8601", errors="coerce")
+    except (ValueError, TypeError) as err:  # e.g. mixed time zones
+        raise DataError(f"{path}: column {header[columns['date']]!r}: {err}") from None
+    bad = np.flatnonzero(parsed.isna().to_numpy())
+    if bad.size:
+        i = int(bad[0])
+        raise fail(i, "date", f"unparsable date {raw_dates.iloc[i]!r} (expected YYYY-MM-DD)")
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_localize(None)
+    dates = parsed.to_numpy().astype("datetime64[D]")
+
+    dup = np.flatnonzero(pd.Series(dates).duplicated().to_numpy())
+    if dup.size:
+        i = int(dup[0])
+        first = int(np.flatnonzero(dates == dates[i])[0])
+        line_first = _data_line_numbers(text)[first]
+        raise fail(i, "date", f"duplicate date {dates[i]} (first seen on line {line_first})")
+    back = np.flatnonzero(np.diff(dates) <= np.timedelta64(0, "D"))
+    if back.size:
+        i = int(back[0]) + 1
+        raise fail(
+            i,
+            "date",
+            f"date {dates[i]} is earlier than the previous row's {dates[i - 1]}; dates must be "
+            "strictly increasing (the file is not sorted automatically)",
+        )
+
+    prices = {key: _numeric(cells(key), key, fail) for key in PRICE_COLUMNS}
+    for key in PRICE_COLUMNS:
+        bad = np.flatnonzero(prices[key] <= 0)
+        if bad.size:
+            i = int(bad[0])
+            raise fail(i, key, f"non-positive price {prices[key][i]:g}")
+    o, h, lo, c = (prices[k] for k in PRICE_COLUMNS)
+    bad = np.flatnonzero(h < lo - REL_TOL * np.abs(lo))
+    if bad.size:
+        i = int(bad[0])
+        raise fail(i, "high", f"high {h[i]:g} is below low {lo[i]:g}")
+    bad = np.flatnonzero((c < lo - REL_TOL * np.abs(lo)) | (c > h + REL_TOL * np.abs(h)))
+    if bad.size:
+        i = int(bad[0])
+        raise fail(i, "close", f"close {c[i]:g} is outside [low, high] = [{lo[i]:g}, {h[i]:g}]")
+
+    volume = _numeric(cells("volume"), "volume", fail)
+    bad = np.flatnonzero(volume < 0)
+    if bad.size:
+        i = int(bad[0])
+        raise fail(i, "volume", f"negative volume {volume[i]:g}")
+    volume = _fill_zero_volume(volume)
+
+    return OHLCV(
+        symbol=symbol if symbol is not None else path.stem,
+        path=path,
+        dates=dates,
+        open=o,
+        high=h,
+        low=lo,
+        close=c,
+        volume=volume,
+    )
+
+
+def _read_text(path: Path) -> str:
+    """File contents as text; binary or non-UTF-8 files are refused with the file named."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read file: {err.strerror or err}") from None
+    if b"\x00" in raw:
+        raise DataError(f"{path}: not a UTF-8 text CSV (contains NUL bytes: a binary file?)")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: not UTF-8 text (invalid byte 0x{raw[err.start]:02x} on line {line}); "
+            "save it as a UTF-8 CSV"
+        ) from None
+    if not text.strip():
+        raise DataError(f"{path}: empty file (no header, no data rows)")
+    return text
+
+
+def _parse_table(path: Path, text: str) -> pd.DataFrame:
+    """All rows as strings, header included, so pandas cannot guess an index or types.
+
+    ``header=None`` makes the header line fix the field count: a longer row is then a
+    parser error with its line number instead of being silently shifted into an index.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(
+                io.StringIO(text),
+                header=None,
+                dtype=str,
+                keep_default_na=False,
+                index_col=False,
+            )
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: empty file (no header, no data rows)") from None
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as err:
+        msg = str(err).strip()
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", msg)
+        if m:
+            msg = f"line {m[2]}: {m[3]} fields, but the header has {m[1]}"
+        raise DataError(f"{path}: malformed CSV: {msg}") from None
+
+
+def _match_columns(path: Path, header: Sequence[str]) -> dict[str, int]:
+    """Map normalised required/optional names to column positions."""
+    positions: dict[str, int] = {}
+    for i, name in enumerate(header):
+        key = normalise_column(name)
+        if key in REQUIRED_COLUMNS or key in OPTIONAL_COLUMNS:
+            if key in positions:
+                raise DataError(
+                    f"{path}: columns {header[positions[key]]!r} and {name!r} both mean {key!r}"
+                )
+            positions[key] = i
+    missing = [k for k in REQUIRED_COLUMNS if k not in positions]
+    if missing:
+        raise DataError(
+            f"{path}: missing required column(s) {', '.join(missing)}; "
+            f"found columns: {', '.join(header)}"
+        )
+    return positions
+
+
+def _numeric(values: pd.Series, key: str, fail: Callable[[int, str, str], DataError]) -> np.ndarray:
+    """Parse a column as float64; empty, non-numeric and non-finite cells are errors."""
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(numbers))
+    if bad.size:
+        i = int(bad[0])
+        raw = str(values.iloc[i])
+        if raw == "":
+            problem = "empty cell (missing value)"
+        elif raw.lower() in {"nan", "na", "n/a", "null", "none", "-"}:
+            problem = f"missing value {raw!r}"
+        elif np.isinf(numbers[i]):
+            problem = f"non-finite number {raw!r}"
+        else:
+            problem = f"not a number: {raw!r}"
+        raise fail(i, key, problem)
+    return numbers
+
+
+def _fill_zero_volume(volume: np.ndarray) -> np.ndarray:
+    """Zero volume -> previous day's volume (leading zeros: the first non-zero volume).
+
+    An all-zero column stays zero: some indices publish no volume, which is only a
+    problem if the ``volume_change`` feature is requested (checked there).
+    """
+    if not (volume == 0).any() or (volume == 0).all():
+        return volume
+    filled = pd.Series(np.where(volume > 0, volume, np.nan)).ffill().bfill()
+    return filled.to_numpy(dtype=np.float64)
+
+
+def _data_line_numbers(text: str) -> list[int]:
+    """1-based file line of each data row (error path only).
+
+    Mirrors pandas: lines that are empty or whitespace-only are skipped, the first
+    remaining row is the header; ``csv`` keeps quoted multi-line cells in one row.
+    """
+    lines: list[int] = []
+    reader = csv.reader(io.StringIO(text))
+    start = 1
+    for row in reader:
+        if row and not (len(row) == 1 and not row[0].strip()):
+            lines.append(start)
+        start = reader.line_num + 1
+    return lines[1:]

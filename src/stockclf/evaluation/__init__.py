@@ -1,0 +1,1 @@
+"""Scoring on the untouched test split, for the model and for simple baselines."""

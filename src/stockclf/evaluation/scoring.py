@@ -1,0 +1,72 @@
+"""Test-split metrics for the model and for baselines, side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch.utils.data import DataLoader
+
+from stockclf.data.store import SplitData
+
+
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]
+) -> dict[str, float]:
+    labels = list(range(len(classes)))
+    per_class = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
+    metrics = {
+        "f1_macro": float(
+            f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+        ),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+    }
+    metrics.update({f"f1_{name}": float(v) for name, v in zip(classes, per_class, strict=True)})
+    return metrics
+
+
+@torch.inference_mode()
+def predict(module: torch.nn.Module, loader: DataLoader) -> np.ndarray:
+    """Class ids for every sample of ``loader``, in order."""
+    module.eval()
+    device = next(module.parameters()).device
+    out = [module(x.to(device)).argmax(dim=1).cpu() for x, _ in loader]
+    return torch.cat(out).numpy()
+
+
+def baseline_predictions(train: SplitData, test: SplitData, seed: int) -> dict[str, np.ndarray]:
+    """Predictions of the baselines a model must beat, fitted on train only.
+
+    ``majority`` always says the most frequent train class; ``stratified`` draws at random
+    with the train class frequencies; ``logreg`` is a class-balanced logistic regression on
+    the flattened, standardised window.
+    """
+    x_train = np.asarray(train.X, dtype=np.float32).reshape(len(train), -1)
+    x_test = np.asarray(test.X, dtype=np.float32).reshape(len(test), -1)
+    y_train = np.asarray(train.y)
+    models = {
+        "majority": DummyClassifier(strategy="most_frequent"),
+        "stratified": DummyClassifier(strategy="stratified", random_state=seed),
+        "logreg": make_pipeline(
+            StandardScaler(),
+            LogisticRegression(class_weight="balanced", max_iter=2000, random_state=seed),
+        ),
+    }
+    return {name: m.fit(x_train, y_train).predict(x_test) for name, m in models.items()}
+
+
+def confusion_rows(
+    y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]
+) -> list[dict[str, str]]:
+    """One row per sample, the shape DVC's ``confusion`` plot template reads."""
+    names = np.asarray(classes)
+    return [
+        {"actual": a, "predicted": p} for a, p in zip(names[y_true], names[y_pred], strict=True)
+    ]

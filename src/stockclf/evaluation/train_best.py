@@ -1,0 +1,66 @@
+"""The train_best stage: train with the tuned params, then score the test split once."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stockclf.config import Params
+from stockclf.data.store import atomic_file, load_split
+from stockclf.evaluation.scoring import (
+    baseline_predictions,
+    classification_metrics,
+    confusion_rows,
+    predict,
+)
+from stockclf.training.run import train_model
+
+
+@dataclass(frozen=True)
+class TrainBestOutputs:
+    model_dir: Path  # best checkpoint, shared through the DVC remote
+    live_dir: Path  # dvclive training curves
+    metrics: Path  # test metrics of the model and the baselines
+    confusion: Path  # per-sample actual/predicted CSV for `dvc plots`
+
+
+def run_train_best(
+    params: Params, prepared_dir: Path, outputs: TrainBestOutputs, progress_bar: bool = True
+) -> dict[str, Any]:
+    mode = "max" if params.tune.direction == "maximize" else "min"
+    if outputs.model_dir.exists():
+        shutil.rmtree(outputs.model_dir)
+    module, trainer, data = train_model(
+        params,
+        prepared_dir,
+        max_epochs=params.train.max_epochs,
+        live_dir=outputs.live_dir,
+        monitor=params.tune.metric,
+        mode=mode,
+        checkpoint_dir=outputs.model_dir,
+        progress_bar=progress_bar,
+    )
+    test = load_split(prepared_dir, "test")
+    y_true = test.y.astype(int)
+    y_pred = predict(module, data.test_dataloader())
+    classes = data.classes
+    results: dict[str, Any] = {
+        "n_test": len(test),
+        "epochs_trained": trainer.current_epoch,
+        "best_val": float(trainer.checkpoint_callback.best_model_score),
+        "model": classification_metrics(y_true, y_pred, classes),
+    }
+    baselines = baseline_predictions(load_split(prepared_dir, "train"), test, params.seed)
+    for name, pred in baselines.items():
+        results[name] = classification_metrics(y_true, pred, classes)
+    with atomic_file(outputs.metrics) as tmp:
+        tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    with atomic_file(outputs.confusion) as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["actual", "predicted"])
+        writer.writeheader()
+        writer.writerows(confusion_rows(y_true, y_pred, classes))
+    return results

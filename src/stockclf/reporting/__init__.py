@@ -1,0 +1,1 @@
+"""Human-readable views of a study: Optuna plots and the `stockclf study show` report."""

@@ -1,0 +1,1 @@
+"""Model, optimisation and the Lightning training loop shared by tune and train_best."""

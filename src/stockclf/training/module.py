@@ -1,0 +1,126 @@
+"""LightningModule: losses, optimiser, schedule, adaptive gradient clipping, metrics."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from timm.utils.agc import adaptive_clip_grad
+from torch import Tensor
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from stockclf.config import ModelParams, TrainParams
+from stockclf.training.network import StockClassifierNet
+from stockclf.training.optim import param_groups, warmup_cosine
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or inf: the run diverged."""
+
+
+class StockClassifier(L.LightningModule):
+    """Trains :class:`StockClassifierNet`; logs ``{train,val,test}_{loss,f1,acc}`` per epoch."""
+
+    def __init__(
+        self,
+        model_params: ModelParams,
+        train_params: TrainParams,
+        in_channels: int,
+        num_classes: int,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(
+            {
+                "model_params": model_params.model_dump(),
+                "train_params": train_params.model_dump(),
+                "in_channels": in_channels,
+                "num_classes": num_classes,
+            }
+        )
+        self.model_params = model_params
+        self.train_params = train_params
+        self.net = StockClassifierNet(
+            model_params, in_channels, num_classes, channels_last=train_params.channels_last
+        )
+        # Keys end in "_metrics": a ModuleDict key may not shadow nn.Module.train.
+        self.metrics = torch.nn.ModuleDict(
+            {
+                f"{split}_metrics": MetricCollection(
+                    {
+                        "f1": MulticlassF1Score(num_classes, average="macro"),
+                        "acc": MulticlassAccuracy(num_classes, average="micro"),
+                    },
+                    prefix=f"{split}_",
+                )
+                for split in ("train", "val", "test")
+            }
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)[0]
+
+    def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
+        x, y = batch
+        logits, aux_logits = self.net(x)
+        loss = F.cross_entropy(logits, y)
+        if split == "train" and self.model_params.aux_loss_weight > 0:
+            loss = loss + self.model_params.aux_loss_weight * F.cross_entropy(aux_logits, y)
+        self.metrics[f"{split}_metrics"].update(logits.detach(), y)
+        self.log(f"{split}_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        loss = self._step(batch, "train")
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at epoch {self.current_epoch}, "
+                f"step {self.global_step}"
+            )
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def _log_epoch_metrics(self, split: str) -> None:
+        self.log_dict(self.metrics[f"{split}_metrics"].compute())
+        self.metrics[f"{split}_metrics"].reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics("test")
+
+    def configure_optimizers(self):
+        tp = self.train_params
+        groups = param_groups(
+            self.net.backbone,
+            self.net.head_parameters(),
+            tp.lr_backbone,
+            tp.lr_head,
+            tp.weight_decay,
+        )
+        optimizer = torch.optim.AdamW(groups)
+        total = int(self.trainer.estimated_stepping_batches)
+        steps_per_epoch = max(total // max(self.trainer.max_epochs or 1, 1), 1)
+        factor = warmup_cosine(round(tp.warmup_epochs * steps_per_epoch), total, tp.lr_decay_rate)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        # Adaptive gradient clipping (Brock et al. 2021, timm's implementation) on the
+        # backbone only: the paper found clipping the final linear layer hurts.
+        if self.train_params.agc_clip_factor > 0:
+            adaptive_clip_grad(self.net.backbone.parameters(), self.train_params.agc_clip_factor)

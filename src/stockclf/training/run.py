@@ -1,0 +1,100 @@
+"""One training run, as used by every tune trial and by train_best."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+from dvclive.lightning import DVCLiveLogger
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from stockclf.config import Params, TrainParams
+from stockclf.training.datamodule import PreparedDataModule
+from stockclf.training.module import StockClassifier
+
+
+def resolve_precision(train: TrainParams, accelerator: str) -> str:
+    """``auto`` means bf16 mixed precision on CUDA and fp32 elsewhere (measured: bf16
+    autocast is slower on CPUs without AVX512-BF16/AMX)."""
+    if train.precision != "auto":
+        return train.precision
+    return "bf16-mixed" if accelerator == "gpu" else "32-true"
+
+
+def resolve_accelerator(train: TrainParams) -> str:
+    if train.accelerator != "auto":
+        return "gpu" if train.accelerator == "cuda" else train.accelerator
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def quiet_lightning() -> None:
+    """Lightning's tips (no GPU, few workers, ...) drown the progress bars of many trials."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*number of training batches.*")
+
+
+def train_model(
+    params: Params,
+    prepared_dir: str | Path,
+    max_epochs: int,
+    live_dir: str | Path,
+    monitor: str,
+    mode: str,
+    checkpoint_dir: str | Path | None = None,
+    callbacks: Sequence[Callback] = (),
+    progress_bar: bool = True,
+) -> tuple[StockClassifier, L.Trainer, PreparedDataModule]:
+    """Train on train, validate every epoch on val, early-stop on ``monitor``.
+
+    With ``checkpoint_dir`` the best epoch is saved there and loaded back before return,
+    so the returned module is the one that scored best on validation.
+    """
+    quiet_lightning()
+    L.seed_everything(params.seed, workers=True, verbose=False)
+    accelerator = resolve_accelerator(params.train)
+    data = PreparedDataModule(
+        prepared_dir, params.train.batch_size, params.train.num_workers, params.seed
+    )
+    module = StockClassifier(params.model, params.train, data.in_channels, data.num_classes)
+    all_callbacks: list[Callback] = [
+        EarlyStopping(monitor, mode=mode, patience=params.train.early_stopping_patience),
+        *callbacks,
+    ]
+    checkpoint = None
+    if checkpoint_dir is not None:
+        checkpoint = ModelCheckpoint(
+            dirpath=checkpoint_dir,
+            filename="best",
+            monitor=monitor,
+            mode=mode,
+            save_top_k=1,
+            enable_version_counter=False,
+        )
+        all_callbacks.append(checkpoint)
+    logger = DVCLiveLogger(dir=os.fspath(live_dir), dvcyaml=False, save_dvc_exp=False)
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=params.train.devices,
+        precision=resolve_precision(params.train, accelerator),
+        max_epochs=max_epochs,
+        limit_train_batches=params.train.max_train_batches or 1.0,
+        logger=logger,
+        callbacks=all_callbacks,
+        enable_checkpointing=checkpoint is not None,
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        deterministic=accelerator == "cpu",
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, datamodule=data)
+    if checkpoint is not None and checkpoint.best_model_path:
+        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+        module.load_state_dict(best["state_dict"])
+    return module, trainer, data

@@ -1,0 +1,1 @@
+"""The Optuna study behind the tune stage: identity, storage, objective and outputs."""
