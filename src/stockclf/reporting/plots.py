@@ -14,8 +14,6 @@ import matplotlib.pyplot as plt
 import optuna
 from optuna.visualization import matplotlib as ovm
 
-from stockclf.data.store import atomic_directory
-
 PLOT_TITLES = {
     "optimization_history": "Optimization history",
     "param_importances": "Hyperparameter importances",
@@ -72,28 +70,27 @@ def _complete_count(study: optuna.Study) -> int:
 
 
 def save_plots(study: optuna.Study, names: Sequence[str], out_dir: Path, dpi: int) -> list[Path]:
-    """Write one PNG per plot name into ``out_dir`` (replaced as a whole on success).
+    """Write one PNG per plot name into the existing directory ``out_dir``.
 
     A plot that needs more trials than the study has (importances and contour need two
     complete trials with varying params) becomes a figure that says so, not a crash.
     """
     written = []
-    with atomic_directory(out_dir) as tmp:
-        for name in names:
-            fig = None
-            if _complete_count(study) < 2 and name in ("param_importances", "contour"):
-                fig = _placeholder(name, f"{_complete_count(study)} complete trial(s); need 2.")
-            else:
-                try:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        fig = _figure_of(_draw(name, study))
-                    fig.suptitle(PLOT_TITLES[name])
-                except (RuntimeError, ValueError, IndexError) as err:
-                    fig = _placeholder(name, str(err))
-            fig.set_size_inches(10, 6)
-            fig.tight_layout()
-            fig.savefig(tmp / f"{name}.png", dpi=dpi)
-            plt.close(fig)
-            written.append(out_dir / f"{name}.png")
+    for name in names:
+        fig = None
+        if _complete_count(study) < 2 and name in ("param_importances", "contour"):
+            fig = _placeholder(name, f"{_complete_count(study)} complete trial(s); need 2.")
+        else:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fig = _figure_of(_draw(name, study))
+                fig.suptitle(PLOT_TITLES[name])
+            except (RuntimeError, ValueError, IndexError) as err:
+                fig = _placeholder(name, str(err))
+        fig.set_size_inches(10, 6)
+        fig.tight_layout()
+        fig.savefig(out_dir / f"{name}.png", dpi=dpi)
+        plt.close(fig)
+        written.append(out_dir / f"{name}.png")
     return written
