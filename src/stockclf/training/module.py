@@ -63,11 +63,15 @@ class StockClassifier(L.LightningModule):
     def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
         x, y = batch
         logits, aux_logits = self.net(x)
-        loss = F.cross_entropy(logits, y)
-        if split == "train" and self.model_params.aux_loss_weight > 0:
-            loss = loss + self.model_params.aux_loss_weight * F.cross_entropy(aux_logits, y)
+        loss = F.cross_entropy(logits, y)  # the main head's loss, comparable across splits
         self.metrics[f"{split}_metrics"].update(logits.detach(), y)
         self.log(f"{split}_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=len(y))
+        if split == "train" and self.model_params.aux_loss_weight > 0:
+            aux_loss = F.cross_entropy(aux_logits, y)
+            self.log(
+                "train_aux_loss", aux_loss.detach(), on_epoch=True, on_step=False, batch_size=len(y)
+            )
+            loss = loss + self.model_params.aux_loss_weight * aux_loss
         return loss
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:

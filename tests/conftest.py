@@ -1,0 +1,123 @@
+"""Shared fixtures: shrunk configs and tiny prepared datasets the tests make themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+
+from stockclf.config import Params, load_params
+from stockclf.data.store import SplitData, save_meta, save_split
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_overrides() -> dict[str, Any]:
+    """Settings that keep one training run to a few seconds on a 2-core CPU."""
+    return {
+        "data": {"window": 16},
+        "model": {"backbone": "efficientnet_b0", "image_size": 16, "encodings": ["gasf", "mtf"]},
+        "train": {"max_epochs": 2, "batch_size": 32, "max_train_batches": 3, "num_workers": 0},
+        "tune": {"n_trials": 2, "tuning_max_epochs": 2, "n_startup_trials": 1},
+    }
+
+
+def merge(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in updates.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def repo_params_dict() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+@pytest.fixture
+def make_params(tmp_path: Path, repo_params_dict: dict[str, Any]):
+    """Build validated Params from the repo's params.yaml, shrunk, plus ``updates``."""
+
+    def _make(updates: dict[str, Any] | None = None) -> Params:
+        data = merge(merge(repo_params_dict, tiny_overrides()), updates or {})
+        data["tune"]["storage"] = f"sqlite:///{tmp_path / 'tuning' / 'study.db'}"
+        path = tmp_path / "params.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return load_params(path)
+
+    return _make
+
+
+def synthetic_split(rng: np.random.Generator, n: int, channels: int, length: int) -> SplitData:
+    """Windows whose class is readable from the last quarter of channel 0 (learnable)."""
+    X = rng.normal(size=(n, channels, length)).astype(np.float32)
+    y = rng.integers(0, 3, size=n)
+    X[:, 0, -length // 4 :] += (y[:, None] - 1) * 2.0
+    dates = np.datetime64("2000-01-01") + np.arange(n).astype("timedelta64[D]")
+    return SplitData(X, y.astype(np.int64), dates, np.zeros(n, dtype=np.int32))
+
+
+@pytest.fixture
+def tiny_prepared(tmp_path: Path) -> Path:
+    """A prepared-data directory (store layout) with 192/96/96 learnable samples."""
+    out = tmp_path / "prepared"
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 192), ("val", 96), ("test", 96)):
+        save_split(out, split, synthetic_split(rng, n, channels=2, length=16))
+    save_meta(
+        out,
+        {
+            "symbols": ["SYN"],
+            "features": ["log_return", "hl_range"],
+            "classes": ["down", "flat", "up"],
+            "window": 16,
+            "horizon": 1,
+            "n_channels": 2,
+        },
+    )
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _quiet_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def synthetic_study(tmp_path: Path):
+    """A SQLite study with ``n`` complete trials over two params (and ``pruned`` pruned ones)."""
+
+    def _make(n: int, pruned: int = 0, name: str = "demo") -> tuple[str, optuna.Study]:
+        storage = f"sqlite:///{tmp_path / 'study.db'}"
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            direction="maximize",
+            sampler=optuna.samplers.RandomSampler(seed=0),
+        )
+        study.set_user_attr("metric", "val_f1")
+        for i in range(n + pruned):
+            trial = study.ask()
+            lr = trial.suggest_float("lr_head", 1e-4, 1e-1, log=True)
+            wd = trial.suggest_float("weight_decay", 0.0, 0.1)
+            trial.report(0.1, step=0)
+            if i < pruned:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            else:
+                study.tell(trial, 0.3 + 0.1 * np.log10(lr) / -4 + wd)
+        return storage, study
+
+    return _make

@@ -1,0 +1,156 @@
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from sklearn.metrics import f1_score
+from timm.layers import DropPath
+
+from stockclf.data.store import load_split
+from stockclf.evaluation.scoring import predict
+from stockclf.training.module import NonFiniteLossError, StockClassifier
+from stockclf.training.network import StockClassifierNet, load_backbone_weights
+from stockclf.training.optim import param_groups, warmup_cosine
+from stockclf.training.run import train_model
+
+
+def test_network_shapes_channels_and_drop_path(make_params) -> None:
+    params = make_params({"model": {"drop_path_rate": 0.25}})
+    net = StockClassifierNet(params.model, in_channels=2, num_classes=3)
+    assert net.backbone.conv_stem.in_channels == 2 * len(params.model.encodings)
+    logits, aux = net(torch.randn(5, 2, 16))
+    assert logits.shape == (5, 3) and aux.shape == (5, 3)
+    rates = [m.drop_prob for m in net.backbone.modules() if isinstance(m, DropPath)]
+    assert rates and math.isclose(max(rates), 0.25, rel_tol=0.2)
+
+
+def test_param_groups_split_lr_and_weight_decay(make_params) -> None:
+    params = make_params()
+    net = StockClassifierNet(params.model, in_channels=2, num_classes=3)
+    groups = {
+        g["name"]: g for g in param_groups(net.backbone, net.head_parameters(), 1e-4, 1e-2, 0.05)
+    }
+    assert groups["backbone"]["lr"] == 1e-4 and groups["head"]["lr"] == 1e-2
+    assert groups["backbone"]["weight_decay"] == 0.05
+    assert groups["backbone_no_decay"]["weight_decay"] == 0.0
+    assert groups["head_no_decay"]["weight_decay"] == 0.0
+    assert all(p.ndim < 2 for p in groups["backbone_no_decay"]["params"])  # norms, biases
+    assert all(p.ndim >= 2 for p in groups["backbone"]["params"])
+    grouped = [id(p) for g in groups.values() for p in g["params"]]
+    assert len(grouped) == len(set(grouped)) == len(list(net.parameters()))
+
+
+def test_warmup_then_cosine_to_decay_rate() -> None:
+    f = warmup_cosine(warmup_steps=4, total_steps=20, decay_rate=0.1)
+    warm = [f(s) for s in range(5)]
+    assert warm == sorted(warm) and warm[0] < 0.3
+    assert f(4) == pytest.approx(1.0)
+    tail = [f(s) for s in range(4, 20)]
+    assert tail == sorted(tail, reverse=True)
+    assert f(19) == pytest.approx(0.1)
+    assert f(500) == pytest.approx(0.1)  # stays at the floor past the end
+
+
+def test_agc_clips_backbone_not_heads(make_params) -> None:
+    params = make_params({"train": {"agc_clip_factor": 0.01}})
+    module = StockClassifier(params.model, params.train, in_channels=2, num_classes=3)
+    for p in module.parameters():
+        p.grad = torch.full_like(p, 100.0)
+    module.configure_gradient_clipping(optimizer=None)
+    for p in module.net.backbone.parameters():
+        if p.ndim > 1:  # unit-wise bound: ||g|| <= clip * max(||w||, eps) per output unit
+            dims = tuple(range(1, p.ndim))
+            g = torch.linalg.vector_norm(p.grad, dim=dims)
+            w = torch.linalg.vector_norm(p.detach(), dim=dims).clamp(min=1e-3)
+            assert torch.all(g <= 0.01 * w * 1.0001)
+    assert all(torch.all(p.grad == 100.0) for p in module.net.head_parameters())
+
+
+def test_fit_applies_agc_and_schedule(
+    make_params, tiny_prepared: Path, tmp_path: Path, monkeypatch
+) -> None:
+    calls = []
+    original = StockClassifier.configure_gradient_clipping
+
+    def spy(self, *args, **kwargs):
+        calls.append(self.global_step)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(StockClassifier, "configure_gradient_clipping", spy)
+    params = make_params({"train": {"lr_decay_rate": 0.1, "warmup_epochs": 0}})
+    _, trainer, _ = train_model(
+        params,
+        tiny_prepared,
+        max_epochs=2,
+        live_dir=tmp_path / "live",
+        monitor="val_f1",
+        mode="max",
+        progress_bar=False,
+    )
+    steps = trainer.global_step
+    assert steps == 2 * params.train.max_train_batches
+    assert len(calls) == steps  # AGC ran before every optimizer step
+    lrs = {g["name"]: g["lr"] for g in trainer.optimizers[0].param_groups}
+    # one step before the end of the cosine: close to lr * decay_rate, well below lr
+    assert lrs["head"] < 0.5 * params.train.lr_head
+    assert lrs["backbone"] < 0.5 * params.train.lr_backbone
+    assert (tmp_path / "live" / "plots" / "metrics" / "val" / "f1.tsv").exists()
+    assert 0.0 <= float(trainer.callback_metrics["val_f1"]) <= 1.0
+
+
+def test_non_finite_loss_raises(make_params, tiny_prepared: Path, tmp_path: Path) -> None:
+    params = make_params({"train": {"lr_head": 1e30, "lr_backbone": 1e30, "agc_clip_factor": 0}})
+    with pytest.raises(NonFiniteLossError, match="training loss is"):
+        train_model(
+            params,
+            tiny_prepared,
+            max_epochs=2,
+            live_dir=tmp_path / "live",
+            monitor="val_f1",
+            mode="max",
+            progress_bar=False,
+        )
+
+
+def test_checkpoint_restores_the_best_epoch(
+    make_params, tiny_prepared: Path, tmp_path: Path
+) -> None:
+    params = make_params({"train": {"early_stopping_patience": 5}})
+    module, trainer, data = train_model(
+        params,
+        tiny_prepared,
+        max_epochs=4,
+        live_dir=tmp_path / "live",
+        monitor="val_f1",
+        mode="max",
+        checkpoint_dir=tmp_path / "ckpt",
+        progress_bar=False,
+    )
+    assert (tmp_path / "ckpt" / "best.ckpt").exists()
+    history = (tmp_path / "live" / "plots" / "metrics" / "val" / "f1.tsv").read_text()
+    per_epoch = [float(row.split("\t")[1]) for row in history.splitlines()[1:]]
+    assert len(per_epoch) == 4
+    best = float(trainer.checkpoint_callback.best_model_score)
+    assert best == pytest.approx(max(per_epoch))
+    # the returned module is the best epoch's, whatever the last epoch scored
+    y_val = load_split(tiny_prepared, "val").y
+    pred = predict(module, data.val_dataloader())
+    assert f1_score(y_val, pred, average="macro") == pytest.approx(best, abs=1e-6)
+
+
+def test_local_pretrained_weights_load_and_skip_mismatches(make_params, tmp_path: Path) -> None:
+    params = make_params()
+    source = StockClassifierNet(params.model, in_channels=2, num_classes=3)
+    weights = tmp_path / "backbone.pt"
+    torch.save(source.backbone.state_dict(), weights)
+    # a different input channel count: the stem is skipped, the rest is loaded
+    target = StockClassifierNet(
+        params.model.model_copy(update={"pretrained_path": str(weights)}),
+        in_channels=3,
+        num_classes=3,
+    )
+    a, b = source.backbone.blocks[0][0].conv_dw.weight, target.backbone.blocks[0][0].conv_dw.weight
+    assert torch.equal(a, b)
+    assert target.backbone.conv_stem.weight.shape[1] == 3 * len(params.model.encodings)
+    with pytest.raises(FileNotFoundError, match="pretrained_path"):
+        load_backbone_weights(target.backbone, tmp_path / "missing.pt")

@@ -1,0 +1,157 @@
+import json
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+import stockclf.tuning.objective as objective_module
+from stockclf.tuning.runner import TuneOutputs, run_tune
+from stockclf.tuning.study import (
+    StudyError,
+    check_study_present,
+    data_fingerprint,
+    study_identity,
+    study_name,
+)
+
+
+def load(params) -> optuna.Study:
+    names = optuna.get_all_study_names(params.tune.storage)
+    assert len(names) == 1
+    return optuna.load_study(study_name=names[0], storage=params.tune.storage)
+
+
+def fake_training(value_of):
+    """Replace training by a cheap function of the suggested params (same call shape)."""
+
+    class Stopper:
+        def __init__(self, score: float) -> None:
+            self.best_score = score
+
+    class Trainer:
+        def __init__(self, score: float) -> None:
+            self.early_stopping_callback = Stopper(score)
+
+    def train_model(params, prepared_dir, max_epochs, live_dir, monitor, mode, callbacks, **kw):
+        Path(live_dir).mkdir(parents=True, exist_ok=True)
+        return None, Trainer(value_of(params)), None
+
+    return train_model
+
+
+def test_resume_runs_only_missing_trials_with_new_params(
+    make_params, tiny_prepared: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(
+        objective_module, "train_model", fake_training(lambda p: p.train.lr_head * 10)
+    )
+    out = TuneOutputs(tmp_path / "tuning")
+    params = make_params({"tune": {"n_trials": 3, "pruner": "none"}})
+    first = run_tune(params, tiny_prepared, out)
+    assert first["n_complete"] == 3
+    before = [t.params for t in load(params).trials]
+
+    more = make_params({"tune": {"n_trials": 5, "pruner": "none"}})
+    second = run_tune(more, tiny_prepared, out)
+    study = load(more)
+    assert second["n_complete"] == 5 and len(study.trials) == 5
+    assert [t.params for t in study.trials[:3]] == before  # earlier trials kept
+    for new in study.trials[3:]:  # reseeded sampler: the resumed trials are new points
+        assert new.params not in before
+
+    # nothing missing: a rerun adds no trial
+    run_tune(more, tiny_prepared, out)
+    assert len(load(more).trials) == 5
+
+    best = yaml.safe_load(out.best_params.read_text())
+    assert set(best) == set(more.tune.parameter_ranges)
+    assert best["lr_head"] == pytest.approx(max(t.params["lr_head"] for t in study.trials))
+    metrics = json.loads(out.metrics.read_text())
+    assert metrics["best_value"] == pytest.approx(best["lr_head"] * 10)
+    assert metrics["n_complete"] == 5 and metrics["n_fail"] == 0
+    info = json.loads(out.study_info.read_text())
+    assert info["study_name"] == study.study_name
+    history = (out.live / "plots" / "metrics" / "trial_value.tsv").read_text().splitlines()
+    assert history[0].split("\t") == ["step", "trial_value"]
+    assert [int(r.split("\t")[0]) for r in history[1:]] == [0, 1, 2, 3, 4]
+
+
+def test_failed_trials_are_recorded_and_the_study_goes_on(
+    make_params, tiny_prepared: Path, tmp_path: Path, monkeypatch
+) -> None:
+    calls = {"n": 0}
+
+    def value_of(params):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("CUDA out of memory (injected)")
+        if calls["n"] == 2:
+            return math.nan
+        return 0.5
+
+    monkeypatch.setattr(objective_module, "train_model", fake_training(value_of))
+    params = make_params({"tune": {"n_trials": 2, "pruner": "none"}})
+    summary = run_tune(params, tiny_prepared, TuneOutputs(tmp_path / "tuning"))
+    study = load(params)
+    states = [t.state for t in study.trials]
+    assert states[:2] == [optuna.trial.TrialState.FAIL] * 2
+    assert states[2:] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert (
+        study.trials[0].user_attrs["fail_reason"] == "RuntimeError: CUDA out of memory (injected)"
+    )
+    assert "Traceback" in study.trials[0].user_attrs["traceback"]
+    assert study.trials[1].user_attrs["fail_reason"] == "val_f1 is nan"
+    assert summary["n_fail"] == 2 and summary["n_complete"] == 2
+
+
+def test_every_trial_failing_stops_with_a_clear_error(
+    make_params, tiny_prepared: Path, tmp_path: Path, monkeypatch
+) -> None:
+    def broken(params):
+        raise ValueError("broken backbone")
+
+    monkeypatch.setattr(objective_module, "train_model", fake_training(broken))
+    params = make_params({"tune": {"n_trials": 2, "pruner": "none"}})
+    with pytest.raises(RuntimeError, match=r"no trial completed \(3 failed: \['ValueError: broken"):
+        run_tune(params, tiny_prepared, TuneOutputs(tmp_path / "tuning"))
+
+
+def test_real_training_trials_with_pruner(make_params, tiny_prepared: Path, tmp_path: Path) -> None:
+    out = TuneOutputs(tmp_path / "tuning")
+    params = make_params({"tune": {"n_trials": 2, "tuning_max_epochs": 2}})
+    summary = run_tune(params, tiny_prepared, out)
+    assert summary["n_complete"] + summary["n_pruned"] == 2
+    assert 0.0 <= summary["best_value"] <= 1.0
+    for number in (0, 1):
+        f1 = out.trials / f"trial_{number:04d}" / "plots" / "metrics" / "val" / "f1.tsv"
+        assert len(f1.read_text().splitlines()) >= 2  # header + at least one epoch
+    study = load(params)
+    assert all(len(t.intermediate_values) >= 1 for t in study.trials)  # reported for pruning
+
+
+def test_study_name_follows_search_space_and_data_not_budget(
+    make_params, tiny_prepared: Path
+) -> None:
+    fp = data_fingerprint(tiny_prepared)
+    base = make_params()
+    name = study_name(study_identity(base, fp))
+    assert name == study_name(study_identity(make_params({"tune": {"n_trials": 40}}), fp))
+    assert name == study_name(study_identity(make_params({"train": {"max_epochs": 30}}), fp))
+    narrower = {"tune": {"parameter_ranges": {"lr_head": {"low": 0.001, "high": 0.002}}}}
+    assert name != study_name(study_identity(make_params(narrower), fp))
+    assert name != study_name(study_identity(base, "other-data"))
+    (tiny_prepared / "val" / "y.npy").write_bytes(b"changed")
+    assert data_fingerprint(tiny_prepared) != fp
+
+
+def test_locked_but_missing_study_asks_for_dvc_pull(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("dvc.lock").write_text(
+        yaml.safe_dump({"stages": {"tune": {"outs": [{"path": "tuning/study.db", "md5": "x"}]}}})
+    )
+    with pytest.raises(StudyError, match=r"dvc.lock records this study.*dvc pull"):
+        check_study_present("sqlite:///tuning/study.db")
+    assert not Path("tuning/study.db").exists()  # no empty database was created
+    check_study_present("sqlite:///other.db")  # not locked: a new study may start
