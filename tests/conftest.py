@@ -66,7 +66,8 @@ def synthetic_split(rng: np.random.Generator, n: int, channels: int, length: int
     y = rng.integers(0, 3, size=n)
     X[:, 0, -length // 4 :] += (y[:, None] - 1) * 2.0
     dates = np.datetime64("2000-01-01") + np.arange(n).astype("timedelta64[D]")
-    return SplitData(X, y.astype(np.int64), dates, np.zeros(n, dtype=np.int32))
+    forward = (y - 1) * 0.01 + rng.normal(scale=0.01, size=n)
+    return SplitData(X, y.astype(np.int64), dates, np.zeros(n, dtype=np.int32), forward)
 
 
 @pytest.fixture

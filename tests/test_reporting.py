@@ -86,7 +86,7 @@ def test_metrics_and_baselines_on_known_data() -> None:
     X = rng.normal(size=(n, 1, 4)).astype(np.float32)
     X[:, 0, 0] += (y_train - 1) * 3  # separable on one feature
     dates = np.zeros(n, dtype="datetime64[D]")
-    data = SplitData(X, y_train, dates, np.zeros(n, dtype=np.int32))
+    data = SplitData(X, y_train, dates, np.zeros(n, dtype=np.int32), np.zeros(n))
     preds = baseline_predictions(data, data, seed=0)
     assert np.all(preds["majority"] == 1)
     assert (preds["logreg"] == y_train).mean() > 0.9

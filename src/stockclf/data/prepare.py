@@ -17,7 +17,7 @@ import numpy as np
 from stockclf.config import DataParams
 from stockclf.data import store
 from stockclf.data.features import compute_features
-from stockclf.data.labels import CLASSES, classify, z_scores
+from stockclf.data.labels import CLASSES, classify, forward_log_return, z_scores
 from stockclf.data.loading import OHLCV, DataError, load_directory
 from stockclf.data.store import SPLITS, SplitData
 from stockclf.data.windows import candidate_days, cut_windows, split_days
@@ -50,6 +50,7 @@ def symbol_samples(series: OHLCV, symbol_id: int, params: DataParams) -> dict[st
     """Windows, labels, dates and symbol ids of one series, per split (purged)."""
     features = compute_features(series, params.features)
     z = z_scores(series.close, params.horizon, params.vol_window)
+    forward = forward_log_return(series.close, params.horizon)
     days = candidate_days(
         len(series), params.window, params.horizon, params.vol_window, params.stride
     )
@@ -67,6 +68,7 @@ def symbol_samples(series: OHLCV, symbol_id: int, params: DataParams) -> dict[st
             y=classify(z[idx], params.threshold),
             dates=series.dates[idx].astype("datetime64[D]"),
             symbols=np.full(len(idx), symbol_id, dtype=np.int32),
+            forward_return=forward[idx].astype(np.float64),
         )
     return out
 
@@ -96,6 +98,7 @@ def build_dataset(series: list[OHLCV], params: DataParams) -> dict[str, SplitDat
             y=np.concatenate([p.y for p in parts]).astype(np.int64)[order],
             dates=dates[order],
             symbols=symbols[order],
+            forward_return=np.concatenate([p.forward_return for p in parts])[order],
         )
     return out
 

@@ -10,6 +10,8 @@ made later, on the training device::
       train/y.npy            int64,   N          class ids (0 = down, 1 = flat, 2 = up)
       train/dates.npy        datetime64[D], N    decision date (last day of the window)
       train/symbols.npy      int32,   N          index into meta["symbols"]
+      train/forward_return.npy float64, N        realised log return over the label horizon
+                                                 (NaN where unknown); used by the backtest only
       val/...  test/...
 """
 
@@ -28,7 +30,7 @@ from typing import Any
 import numpy as np
 
 SPLITS = ("train", "val", "test")
-ARRAYS = ("X", "y", "dates", "symbols")
+ARRAYS = ("X", "y", "dates", "symbols", "forward_return")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class SplitData:
     y: np.ndarray  # int64, N
     dates: np.ndarray  # datetime64[D], N
     symbols: np.ndarray  # int32, N
+    forward_return: np.ndarray  # float64, N: log(C[t+h] / C[t]); never a model input
 
     def __len__(self) -> int:
         return len(self.y)
