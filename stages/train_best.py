@@ -22,6 +22,8 @@ def main() -> None:
     params = load_params(args.params).with_overrides(load_best_params(args.best_params))
     outputs = TrainBestOutputs(args.model_dir, args.live_dir, args.metrics, args.confusion)
     results = run_train_best(params, args.prepared, outputs, progress_bar=sys.stderr.isatty())
+    if results is None:  # a DDP rank other than 0: rank 0 reports
+        return
     for name in ("model", "logreg", "stratified", "majority"):
         m = results[name]
         print(f"{name:<10} test macro F1 {m['f1_macro']:.4f}  accuracy {m['accuracy']:.4f}")

@@ -1,13 +1,19 @@
 import math
+import os
+import sys
 from pathlib import Path
 
 import pytest
+import timm
 import torch
+from safetensors.torch import save_file
 from sklearn.metrics import f1_score
 from timm.layers import DropPath
 
+from stockclf.config import ParamsError
 from stockclf.data.store import load_split
 from stockclf.evaluation.scoring import predict
+from stockclf.training.datamodule import resolve_num_workers
 from stockclf.training.module import NonFiniteLossError, StockClassifier
 from stockclf.training.network import StockClassifierNet, load_backbone_weights
 from stockclf.training.optim import param_groups, warmup_cosine
@@ -138,19 +144,52 @@ def test_checkpoint_restores_the_best_epoch(
     assert f1_score(y_val, pred, average="macro") == pytest.approx(best, abs=1e-6)
 
 
-def test_local_pretrained_weights_load_and_skip_mismatches(make_params, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["pt", "safetensors"])
+def test_local_pretrained_weights_adapt_stem_and_skip_classifier(
+    make_params, tmp_path: Path, fmt: str
+) -> None:
+    """A full timm model saved for 3 input channels and 1000 classes (like ImageNet
+    weights) loads into a backbone with another channel count and no classifier."""
     params = make_params()
-    source = StockClassifierNet(params.model, in_channels=2, num_classes=3)
-    weights = tmp_path / "backbone.pt"
-    torch.save(source.backbone.state_dict(), weights)
-    # a different input channel count: the stem is skipped, the rest is loaded
+    source = timm.create_model(params.model.backbone, num_classes=1000, in_chans=3)
+    weights = tmp_path / f"weights.{fmt}"
+    if fmt == "pt":
+        torch.save(source.state_dict(), weights)
+    else:
+        save_file(source.state_dict(), str(weights))
     target = StockClassifierNet(
         params.model.model_copy(update={"pretrained_path": str(weights)}),
-        in_channels=3,
+        in_channels=2,
         num_classes=3,
     )
-    a, b = source.backbone.blocks[0][0].conv_dw.weight, target.backbone.blocks[0][0].conv_dw.weight
+    a, b = source.blocks[0][0].conv_dw.weight, target.backbone.blocks[0][0].conv_dw.weight
     assert torch.equal(a, b)
-    assert target.backbone.conv_stem.weight.shape[1] == 3 * len(params.model.encodings)
+    stem = target.backbone.conv_stem.weight
+    assert stem.shape[1] == 2 * len(params.model.encodings)
+    # timm's adapt_input_conv repeats the RGB filters and rescales by 3 / in_chans
+    expected = source.conv_stem.weight.repeat(1, 2, 1, 1)[:, :4] * (3 / 4)
+    assert torch.allclose(stem, expected)
+
+
+def test_bad_pretrained_files_are_clear_errors(make_params, tmp_path: Path) -> None:
+    params = make_params()
+    net = StockClassifierNet(params.model, in_channels=2, num_classes=3)
     with pytest.raises(FileNotFoundError, match="pretrained_path"):
-        load_backbone_weights(target.backbone, tmp_path / "missing.pt")
+        load_backbone_weights(net.backbone, tmp_path / "missing.pt")
+    other = tmp_path / "resnet.pt"
+    torch.save(timm.create_model("resnet18", num_classes=0).state_dict(), other)
+    with pytest.raises(ParamsError, match="another"):
+        load_backbone_weights(net.backbone, other)
+
+
+def test_num_workers_auto_and_unsafe_platforms(monkeypatch) -> None:
+    assert resolve_num_workers("auto", use_gpu=False) == 0  # CPU: cores go to training
+    assert resolve_num_workers("auto", use_gpu=True) == min(2, os.cpu_count() or 1)
+    assert resolve_num_workers(1, use_gpu=False) == 1
+    monkeypatch.setattr(sys, "platform", "win32")
+    with pytest.warns(UserWarning, match="worker processes cannot start"):
+        assert resolve_num_workers(4, use_gpu=True) == 0
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(sys.modules["__main__"], "__file__", None, raising=False)
+    with pytest.warns(UserWarning):
+        assert resolve_num_workers("auto", use_gpu=True) == 0

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.utilities import rank_zero_only
+
 from stockclf.config import Params
 from stockclf.data.store import atomic_file, load_split
 from stockclf.evaluation.scoring import (
@@ -30,9 +32,11 @@ class TrainBestOutputs:
 
 def run_train_best(
     params: Params, prepared_dir: Path, outputs: TrainBestOutputs, progress_bar: bool = True
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
+    """Train, then score the test split once; returns the metrics (None on DDP ranks > 0)."""
     mode = "max" if params.tune.direction == "maximize" else "min"
-    if outputs.model_dir.exists():
+    # Under DDP every rank runs this stage script; only rank 0 touches the outputs.
+    if rank_zero_only.rank == 0 and outputs.model_dir.exists():
         shutil.rmtree(outputs.model_dir)
     module, trainer, data = train_model(
         params,
@@ -44,6 +48,8 @@ def run_train_best(
         checkpoint_dir=outputs.model_dir,
         progress_bar=progress_bar,
     )
+    if not trainer.is_global_zero:
+        return None
     test = load_split(prepared_dir, "test")
     y_true = test.y.astype(int)
     y_pred = predict(module, data.test_dataloader())

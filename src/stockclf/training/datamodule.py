@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -15,24 +16,45 @@ from torch.utils.data import DataLoader, TensorDataset
 from stockclf.data.store import load_meta, load_split
 
 
-def safe_num_workers(requested: int) -> int:
-    """Worker processes fail where ``fork`` is unavailable and the entry point is not
-    importable (Windows, macOS notebooks); there we fall back to loading in-process."""
-    if requested == 0:
+def workers_can_start() -> bool:
+    """Whether DataLoader worker processes work here.
+
+    They are started with ``spawn`` on Windows and macOS, which re-imports ``__main__``;
+    from a notebook or an interactive session that fails (the old tool told Windows users
+    to set ``num_workers: 0`` by hand).
+    """
+    if sys.platform == "win32":
+        return False
+    if sys.platform == "darwin":
+        main = sys.modules.get("__main__")
+        return getattr(main, "__file__", None) is not None
+    return True
+
+
+def resolve_num_workers(requested: int | str, use_gpu: bool) -> int:
+    """``auto``: 0 on CPU (workers would compete with training for the same cores, and
+    the windows are already in memory), 2 on GPU to overlap batching with compute.
+    Any value becomes 0, with a warning, where worker processes cannot start."""
+    wanted = (2 if use_gpu else 0) if requested == "auto" else int(requested)
+    if wanted > 0 and not workers_can_start():
+        warnings.warn(
+            f"train.num_workers={requested}: worker processes cannot start on this platform "
+            "(spawn from a notebook or Windows); loading in the main process instead",
+            stacklevel=2,
+        )
         return 0
-    if sys.platform == "win32" or ("ipykernel" in sys.modules and sys.platform == "darwin"):
-        return 0
-    return min(requested, os.cpu_count() or 1)
+    return min(wanted, os.cpu_count() or 1)
 
 
 class PreparedDataModule(L.LightningDataModule):
     def __init__(
         self, prepared_dir: str | Path, batch_size: int, num_workers: int, seed: int
     ) -> None:
+        """``num_workers`` is the resolved count (see :func:`resolve_num_workers`)."""
         super().__init__()
         self.prepared_dir = Path(prepared_dir)
         self.batch_size = batch_size
-        self.num_workers = safe_num_workers(num_workers)
+        self.num_workers = num_workers
         self.seed = seed
         meta = load_meta(self.prepared_dir)
         self.classes: list[str] = list(meta["classes"])

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import timm
 import torch
+from timm.models._manipulate import adapt_input_conv
 from torch import Tensor, nn
 
-from stockclf.config import ModelParams
+from stockclf.config import ModelParams, ParamsError
 from stockclf.encode import ImageEncoder
 
 
@@ -61,10 +62,13 @@ class StockClassifierNet(nn.Module):
 
 
 def load_backbone_weights(backbone: nn.Module, path: Path) -> None:
-    """Load a local weights file (safetensors or a plain torch state dict) into the backbone.
+    """Load a local weights file (safetensors, or a torch state dict read with
+    ``weights_only=True``) into the backbone, e.g. timm's ImageNet weights saved once.
 
-    Only tensors whose name and shape match are taken, so a classifier trained for
-    another class count or a stem for another channel count is skipped, not an error.
+    The first convolution is adapted with timm's ``adapt_input_conv`` when the file was
+    trained for another input channel count (3 for ImageNet). The classifier is skipped:
+    the backbone here has none (``num_classes=0``) and our heads are trained from scratch.
+    Any other tensor whose shape differs is an error, since the architecture does not match.
     """
     if not path.exists():
         raise FileNotFoundError(f"model.pretrained_path: {path} does not exist")
@@ -76,7 +80,26 @@ def load_backbone_weights(backbone: nn.Module, path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = state.get("state_dict", state)
     own = backbone.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not usable:
-        raise ValueError(f"model.pretrained_path: {path} has no tensors matching {type(backbone)}")
+    first_conv = f"{backbone.pretrained_cfg.get('first_conv', '')}.weight"
+    classifier = backbone.pretrained_cfg.get("classifier", "")
+    usable: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if classifier and key.startswith(f"{classifier}."):
+            continue
+        if key not in own:
+            continue
+        if key == first_conv and value.shape[1] != own[key].shape[1]:
+            value = adapt_input_conv(own[key].shape[1], value, base_chans=value.shape[1])
+        if value.shape != own[key].shape:
+            raise ParamsError(
+                f"model.pretrained_path: {path}: {key} has shape {tuple(value.shape)}, the "
+                f"backbone expects {tuple(own[key].shape)}; it was saved from another model"
+            )
+        usable[key] = value
+    missing = [k for k in own if k not in usable and not k.endswith("num_batches_tracked")]
+    if not usable or len(missing) > len(own) // 2:
+        raise ParamsError(
+            f"model.pretrained_path: {path} matches {len(usable)} of {len(own)} backbone tensors; "
+            "it was saved from another architecture"
+        )
     backbone.load_state_dict(usable, strict=False)

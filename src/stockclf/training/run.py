@@ -14,7 +14,7 @@ from dvclive.lightning import DVCLiveLogger
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from stockclf.config import Params, TrainParams
-from stockclf.training.datamodule import PreparedDataModule
+from stockclf.training.datamodule import PreparedDataModule, resolve_num_workers
 from stockclf.training.module import StockClassifier
 
 
@@ -60,9 +60,8 @@ def train_model(
     quiet_lightning()
     L.seed_everything(params.seed, workers=True, verbose=False)
     accelerator = resolve_accelerator(params.train)
-    data = PreparedDataModule(
-        prepared_dir, params.train.batch_size, params.train.num_workers, params.seed
-    )
+    workers = resolve_num_workers(params.train.num_workers, use_gpu=accelerator == "gpu")
+    data = PreparedDataModule(prepared_dir, params.train.batch_size, workers, params.seed)
     module = StockClassifier(params.model, params.train, data.in_channels, data.num_classes)
     all_callbacks: list[Callback] = [
         EarlyStopping(monitor, mode=mode, patience=params.train.early_stopping_patience),
@@ -83,6 +82,7 @@ def train_model(
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=params.train.devices,
+        strategy=params.train.strategy,
         precision=resolve_precision(params.train, accelerator),
         max_epochs=max_epochs,
         limit_train_batches=params.train.max_train_batches or 1.0,
