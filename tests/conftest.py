@@ -122,3 +122,14 @@ def synthetic_study(tmp_path: Path):
         return storage, study
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This repo as a fresh git + DVC repo after one shrunk ``dvc exp run`` (shared, read-only:
+    tests that change it work on a copy)."""
+    from pipeline_support import OVERRIDES, copy_repo, set_args, sh
+
+    repo = copy_repo(tmp_path_factory.mktemp("pipeline") / "repo")
+    sh("dvc", "exp", "run", *set_args(OVERRIDES), cwd=repo)
+    return repo

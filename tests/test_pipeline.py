@@ -1,58 +1,13 @@
 """End to end: the real DVC pipeline on the bundled data, shrunk, in a throwaway git repo."""
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from pipeline_support import sh
 
 pytestmark = pytest.mark.slow
-
-OVERRIDES = [
-    "tune.n_trials=2",
-    "tune.tuning_max_epochs=1",
-    "train.max_epochs=1",
-    "train.max_train_batches=3",
-    "model.image_size=16",
-]
-
-
-def sh(*cmd: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-        "DVC_NO_ANALYTICS": "1",
-    }
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and done.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
-        )
-    return done
-
-
-@pytest.fixture(scope="module")
-def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of this repo's files (not its outputs) as a fresh git + DVC repo, run once."""
-    source = Path(__file__).resolve().parents[1]
-    files = sh("git", "ls-files", "--cached", "--others", "--exclude-standard", cwd=source).stdout
-    repo = tmp_path_factory.mktemp("pipeline") / "repo"
-    for rel in files.splitlines():
-        if not (source / rel).is_file() or rel == "dvc.lock":
-            continue
-        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source / rel, repo / rel)
-    sh("git", "init", "-q", cwd=repo)
-    sh("git", "add", "-A", cwd=repo)
-    sh("git", "commit", "-qm", "init", cwd=repo)
-    sh("dvc", "exp", "run", *[a for o in OVERRIDES for a in ("-S", o)], cwd=repo)
-    return repo
 
 
 def test_dag_has_the_four_stages(pipeline_repo: Path) -> None:
