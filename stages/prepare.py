@@ -1,4 +1,4 @@
-"""DVC stage ``prepare``: validate the OHLCV CSVs and write windows, labels and splits.
+"""DVC stage ``prepare``: validate the prices (or .npz) and write windows, labels and splits.
 
 Thin on purpose: the work lives in :mod:`stockclf.data.prepare`. Bad params or bad
 data end with ``error: <message>`` on stderr and exit status 2, without a traceback,
@@ -14,7 +14,7 @@ from stockclf.config import load_params
 from stockclf.data.prepare import prepare, write_summary
 from stockclf.errors import run_main
 
-#: Where ``data.source: sample`` points, relative to the repository root (the cwd of DVC).
+#: Where the alias ``data.source: sample`` points, relative to the repository root (DVC's cwd).
 SAMPLE_DIR = Path("data/sample")
 
 
@@ -29,10 +29,12 @@ def main(argv: list[str] | None = None) -> None:
     write_summary(summary, args.summary)
     for name in ("train", "val", "test"):
         s = summary[name]
-        print(
-            f"{name}: {s['n']} samples, {s['first_date']} .. {s['last_date']}, "
-            f"down/flat/up {s['frac_down']:.2f}/{s['frac_flat']:.2f}/{s['frac_up']:.2f}"
+        balance = ", ".join(
+            f"{key.removeprefix('frac_')} {value:.2f}"
+            for key, value in s.items()
+            if key.startswith("frac_")
         )
+        print(f"{name}: {s['n']} samples, {s['first_date']} .. {s['last_date']}, {balance}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """DVC stage `train_best`: train with tune's best params, score the test split once."""
 
 import argparse
-import sys
 from pathlib import Path
 
 from stockclf.config import load_best_params, load_params
 from stockclf.errors import run_main
 from stockclf.evaluation.train_best import TrainBestOutputs, run_train_best
+from stockclf.progress import progress_enabled
 
 
 def main() -> None:
@@ -18,10 +18,13 @@ def main() -> None:
     parser.add_argument("--live-dir", required=True, type=Path)
     parser.add_argument("--metrics", required=True, type=Path)
     parser.add_argument("--confusion", required=True, type=Path)
+    parser.add_argument("--predictions", required=True, type=Path)
     args = parser.parse_args()
     params = load_params(args.params).with_overrides(load_best_params(args.best_params))
-    outputs = TrainBestOutputs(args.model_dir, args.live_dir, args.metrics, args.confusion)
-    results = run_train_best(params, args.prepared, outputs, progress_bar=sys.stderr.isatty())
+    outputs = TrainBestOutputs(
+        args.model_dir, args.live_dir, args.metrics, args.confusion, args.predictions
+    )
+    results = run_train_best(params, args.prepared, outputs, progress_bar=progress_enabled())
     if results is None:  # a DDP rank other than 0: rank 0 reports
         return
     for name in ("model", "logreg", "stratified", "majority"):

@@ -6,6 +6,7 @@ from pathlib import Path
 from stockclf.config import load_params
 from stockclf.errors import run_main
 from stockclf.tuning.runner import TuneOutputs, run_tune
+from stockclf.tuning.signals import interruptible
 
 
 def main() -> None:
@@ -23,4 +24,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(lambda: interruptible(main))

@@ -85,3 +85,31 @@ def test_overrides_go_to_their_owning_section(repo_root: Path) -> None:
     assert params.train.lr_head != 0.123  # the original is untouched
     with pytest.raises(ParamsError, match="not a tunable"):
         params.with_overrides({"max_epochs": 3})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("max_gap", -1, "data.max_gap: Input should be greater than or equal to 0"),
+        ("max_gap", 1.5, "data.max_gap: Input should be a valid integer"),
+        ("val_fraction", 0.0, "data.val_fraction: Input should be greater than 0"),
+        ("test_fraction", "many", "data.test_fraction: Input should be a valid number"),
+        ("source", "", "data.source: String should have at least 1 character"),
+        ("source", ["data/raw"], "data.source: Input should be a valid string"),
+        ("window", "long", "data.window: Input should be a valid integer"),
+        ("test_start", "2013-01-01", "val_start (2013-01-01) must be before test_start"),
+    ],
+)
+def test_data_params_name_the_key(
+    tmp_path: Path, repo_params_dict: dict, key: str, value: object, expected: str
+) -> None:
+    repo_params_dict["data"][key] = value
+    with pytest.raises(ParamsError) as err:
+        load_params(write(tmp_path, repo_params_dict))
+    assert expected in str(err.value)
+
+
+def test_npz_fractions_must_leave_rows_for_train(tmp_path: Path, repo_params_dict: dict) -> None:
+    repo_params_dict["data"].update(val_fraction=0.5, test_fraction=0.5)
+    with pytest.raises(ParamsError, match=r"data: val_fraction \(0.5\) \+ test_fraction \(0.5\)"):
+        load_params(write(tmp_path, repo_params_dict))

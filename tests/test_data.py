@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
+import runpy
 import shutil
 import statistics
 import subprocess
@@ -16,11 +18,12 @@ import pandas as pd
 import pytest
 import yaml
 
+import stockclf.data.prepare as prepare_module
 from stockclf.config import DataParams, load_params
 from stockclf.data import store
 from stockclf.data.features import compute_features
 from stockclf.data.labels import classify, trailing_volatility, z_scores
-from stockclf.data.loading import DataError, load_csv, load_directory
+from stockclf.data.loading import OHLCV, DataError, load_csv, load_directory
 from stockclf.data.prepare import prepare, write_summary
 from stockclf.data.windows import candidate_days, cut_windows, purge_limit, split_days
 
@@ -588,8 +591,9 @@ def test_stage_script_bad_params(tmp_path: Path) -> None:
 
 def test_real_bundled_sample(tmp_path: Path) -> None:
     params = load_params(REPO / "params.yaml").data
-    assert params.source == "sample"
-    summary = prepare(params, tmp_path / "prepared", REPO / "data" / "sample")
+    assert params.source == "data/sample"
+    params = params.model_copy(update={"source": str(REPO / params.source)})
+    summary = prepare(params, tmp_path / "prepared", tmp_path / "unused")
     splits = {n: store.load_split(tmp_path / "prepared", n) for n in store.SPLITS}
     for name, s in splits.items():
         assert s.X.dtype == np.float32
@@ -621,3 +625,605 @@ def test_sample_copy_matches_declared_shape(tmp_path: Path) -> None:
     summary = prepare(params, tmp_path / "out", tmp_path / "sample")
     X = store.load_split(tmp_path / "out", "train").X
     assert X.shape == (summary["train"]["n"], 3, 64) and X.dtype == np.float32
+
+
+# --------------------------------------------------- validation cases 1-13 via the stage
+#
+# Each case corrupts the input of a work directory that already holds a good prepare
+# output, runs the stage script (in-process, through the same ``run_main`` as DVC's
+# subprocess) and checks: exit status 2, one ``error:`` line naming the file, the row or
+# column and the problem, no traceback, and the previous outputs byte for byte unchanged
+# with no temporary leftovers.
+
+
+def _set_data(work: Path, **values: object) -> None:
+    raw = yaml.safe_load((work / "params.yaml").read_text(encoding="utf-8"))
+    raw["data"].update(values)
+    (work / "params.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+
+
+def _edit_lines(path: Path, edit) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    edit(lines)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _case_missing_directory(work: Path) -> list[str]:
+    _set_data(work, source="nowhere")
+    return ["nowhere: directory not found"]
+
+
+def _case_no_csv_files(work: Path) -> list[str]:
+    (work / "notes").mkdir()
+    (work / "notes" / "README.txt").write_text("no prices here", encoding="utf-8")
+    _set_data(work, source="notes")
+    return ["notes: no CSV files (*.csv) found"]
+
+
+def _case_empty_file(work: Path) -> list[str]:
+    (work / "csvs" / "AAA.csv").write_text("", encoding="utf-8")
+    return ["AAA.csv: empty file"]
+
+
+def _case_header_only(work: Path) -> list[str]:
+    (work / "csvs" / "AAA.csv").write_text(HEADER + "\n", encoding="utf-8")
+    return ["AAA.csv: header only, no data rows"]
+
+
+def _case_missing_column(work: Path) -> list[str]:
+    write_frame(make_ohlcv(600, seed=2).drop(columns=["Low"]), work / "csvs" / "BBB.csv")
+    return [
+        "BBB.csv: missing required column(s) low",
+        "found columns: Date, Open, High, Close, Adj Close, Volume",
+    ]
+
+
+def _case_unparsable_date(work: Path) -> list[str]:
+    _edit_lines(work / "csvs" / "AAA.csv", lambda lines: set_cell(lines, 42, "Date", "2011-02-30"))
+    return ["AAA.csv: line 42, column 'Date': unparsable date '2011-02-30'"]
+
+
+def _case_duplicate_dates(work: Path) -> list[str]:
+    _edit_lines(
+        work / "csvs" / "BBB.csv",
+        lambda lines: set_cell(lines, 101, "Date", cell(lines, 100, "Date")),
+    )
+    return ["BBB.csv: line 101, column 'Date': duplicate date", "first seen on line 100"]
+
+
+def _case_dates_out_of_order(work: Path) -> list[str]:
+    def swap(lines: list[str]) -> None:
+        lines[199], lines[200] = lines[200], lines[199]  # file lines 200 and 201
+
+    _edit_lines(work / "csvs" / "AAA.csv", swap)
+    return ["AAA.csv: line 201, column 'Date'", "strictly increasing", "not sorted"]
+
+
+def _case_non_numeric_price(work: Path) -> list[str]:
+    _edit_lines(work / "csvs" / "AAA.csv", lambda lines: set_cell(lines, 50, "Open", "12.3.4"))
+    return ["AAA.csv: line 50, column 'Open': not a number: '12.3.4'"]
+
+
+def _case_non_positive_price(work: Path) -> list[str]:
+    _edit_lines(work / "csvs" / "BBB.csv", lambda lines: set_cell(lines, 60, "Low", "-0.5"))
+    return ["BBB.csv: line 60, column 'Low': non-positive price -0.5"]
+
+
+def _case_high_below_low(work: Path) -> list[str]:
+    _edit_lines(
+        work / "csvs" / "AAA.csv",
+        lambda lines: set_cell(lines, 70, "High", str(float(cell(lines, 70, "Low")) * 0.9)),
+    )
+    return ["AAA.csv: line 70, column 'High': high", "is below low"]
+
+
+def _case_close_outside_range(work: Path) -> list[str]:
+    _edit_lines(
+        work / "csvs" / "AAA.csv",
+        lambda lines: set_cell(lines, 80, "Close", str(float(cell(lines, 80, "High")) * 1.05)),
+    )
+    return ["AAA.csv: line 80, column 'Close': close", "is outside [low, high]"]
+
+
+def _case_missing_values(work: Path) -> list[str]:
+    def blank(lines: list[str]) -> None:
+        set_cell(lines, 90, "Close", "")
+        set_cell(lines, 91, "Volume", "null")
+
+    _edit_lines(work / "csvs" / "BBB.csv", blank)
+    _set_data(work, max_gap=1)
+    return [
+        "BBB.csv: line 90, column 'Close': empty cell (missing value)",
+        "2 consecutive row(s) with missing values (lines 90-91)",
+        "data.max_gap = 1",
+    ]
+
+
+def _case_series_too_short(work: Path) -> list[str]:
+    write_frame(make_ohlcv(24, "2010-01-01"), work / "csvs" / "BBB.csv")
+    return ["BBB.csv: only 24 data rows; at least 25 are needed"]
+
+
+def _case_binary_file(work: Path) -> list[str]:
+    (work / "csvs" / "AAA.csv").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    return ["AAA.csv: not a UTF-8 text CSV"]
+
+
+def _case_not_utf8_text(work: Path) -> list[str]:
+    text = (work / "csvs" / "BBB.csv").read_text(encoding="utf-8").replace("2010-03-01", "Mär")
+    (work / "csvs" / "BBB.csv").write_bytes(text.encode("latin-1"))
+    return ["BBB.csv: not UTF-8 text (invalid byte 0xe4 on line 3)"]
+
+
+def _case_empty_split(work: Path) -> list[str]:
+    _set_data(work, val_start="2011-06-01", test_start="2011-06-10")
+    return [
+        "split 'val' (decision dates from 2011-06-01 to before 2011-06-10) has no samples",
+        "Adjust data.val_start / data.test_start",
+    ]
+
+
+def _case_npz_length_mismatch(work: Path) -> list[str]:
+    np.savez(work / "arrays.npz", X=np.zeros((50, 16)), y=np.zeros(49, dtype=int))
+    _set_data(work, source="arrays.npz")
+    return ["arrays.npz: array 'X' has 50 rows but array 'y' has 49 labels"]
+
+
+def _case_npz_non_integer_labels(work: Path) -> list[str]:
+    y = np.arange(50) % 3.0
+    y[7] = 1.5
+    np.savez(work / "arrays.npz", X=np.zeros((50, 16)), y=y)
+    _set_data(work, source="arrays.npz")
+    return ["arrays.npz: array 'y', row 7: label 1.5 is not an integer class id"]
+
+
+#: Issue case number -> corruption; several cases have two variants.
+STAGE_CASES = {
+    "01-missing-directory": _case_missing_directory,
+    "01-no-csv-files": _case_no_csv_files,
+    "02-empty-file": _case_empty_file,
+    "02-header-only": _case_header_only,
+    "03-missing-column": _case_missing_column,
+    "04-unparsable-date": _case_unparsable_date,
+    "05-duplicate-dates": _case_duplicate_dates,
+    "06-dates-out-of-order": _case_dates_out_of_order,
+    "07-non-numeric-price": _case_non_numeric_price,
+    "07-non-positive-price": _case_non_positive_price,
+    "08-high-below-low": _case_high_below_low,
+    "08-close-outside-range": _case_close_outside_range,
+    "09-missing-values-beyond-max-gap": _case_missing_values,
+    "10-series-too-short": _case_series_too_short,
+    "11-binary-file": _case_binary_file,
+    "11-not-utf8-text": _case_not_utf8_text,
+    "12-split-without-samples": _case_empty_split,
+    "13-npz-length-mismatch": _case_npz_length_mismatch,
+    "13-npz-non-integer-labels": _case_npz_non_integer_labels,
+}
+
+
+def _run_stage_in_process(
+    work: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str]:
+    """Run stages/prepare.py as ``__main__`` in ``work``; returns (exit status, stderr)."""
+    monkeypatch.chdir(work)
+    argv = ["prepare.py", "--params", "params.yaml", "--out", "data/prepared"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--summary", "reports/prepare.json"])
+    capsys.readouterr()
+    try:
+        runpy.run_path(str(REPO / "stages" / "prepare.py"), run_name="__main__")
+        code = 0
+    except SystemExit as done:
+        code = int(done.code or 0)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", sorted(STAGE_CASES))
+def test_stage_refuses_bad_input_and_keeps_previous_output(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+) -> None:
+    work = _stage_dir(tmp_path)
+    code, err = _run_stage_in_process(work, monkeypatch, capsys)
+    assert code == 0, err
+    before = {name: snapshot(work / name) for name in ("data", "reports")}
+    assert "prepared/train/X.npy" in before["data"] and "prepare.json" in before["reports"]
+
+    fragments = STAGE_CASES[case](work)
+    code, err = _run_stage_in_process(work, monkeypatch, capsys)
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+    after = {name: snapshot(work / name) for name in ("data", "reports")}
+    assert after == before  # no file changed, none added (no temporary directory left)
+
+
+# -------------------------------------------------------------------- missing values
+
+
+def _gappy_file(tmp_path: Path) -> tuple[Path, list[str]]:
+    lines = csv_lines(40)
+    set_cell(lines, 10, "Close", "")  # one price missing: the whole bar is carried
+    for column in ("Open", "High", "Low", "Close"):
+        set_cell(lines, 11, column, "null")
+    set_cell(lines, 11, "Volume", "NaN")
+    set_cell(lines, 20, "Volume", "")  # a lone missing volume
+    path = tmp_path / "GAP.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path, lines
+
+
+def test_missing_values_are_forward_filled_up_to_max_gap(tmp_path: Path) -> None:
+    path, lines = _gappy_file(tmp_path)
+    s = load_csv(path, max_gap=2)
+    row = {line: line - 2 for line in range(2, 42)}  # file line -> data row
+    for column, values in (("Open", s.open), ("High", s.high), ("Low", s.low), ("Close", s.close)):
+        previous = float(cell(lines, 9, column))
+        assert values[row[10]] == previous and values[row[11]] == previous, column
+        assert values[row[12]] == float(cell(lines, 12, column))  # later rows untouched
+    assert s.volume[row[11]] == float(cell(lines, 10, "Volume"))  # line 10 kept its volume
+    assert s.volume[row[20]] == float(cell(lines, 19, "Volume"))
+    assert len(s) == 40 and np.isfinite(s.close).all()
+
+
+def test_missing_values_beyond_max_gap_name_the_run(tmp_path: Path) -> None:
+    path, _ = _gappy_file(tmp_path)
+    with pytest.raises(DataError) as err:
+        load_csv(path, max_gap=1)
+    assert (
+        "GAP.csv: line 10, column 'Close': empty cell (missing value); 2 consecutive row(s) "
+        "with missing values (lines 10-11), but data.max_gap = 1" in str(err.value)
+    )
+    with pytest.raises(DataError, match=r"line 10, column 'Close'.*data\.max_gap = 0"):
+        load_csv(path)  # the default refuses any missing value
+
+
+def test_missing_value_on_the_first_row_cannot_be_filled(tmp_path: Path) -> None:
+    lines = csv_lines(40)
+    set_cell(lines, 2, "High", "NA")
+    path = tmp_path / "FIRST.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"line 2, column 'High': missing value 'NA' on the first"):
+        load_csv(path, max_gap=5)
+
+
+def test_max_gap_does_not_excuse_garbage(tmp_path: Path) -> None:
+    lines = csv_lines(40)
+    set_cell(lines, 15, "Close", "n.a.")
+    path = tmp_path / "JUNK.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"line 15, column 'Close': not a number: 'n\.a\.'"):
+        load_csv(path, max_gap=5)
+
+
+def test_max_gap_reaches_prepare(tmp_path: Path) -> None:
+    data_dir = two_symbols(tmp_path / "csv")
+    _edit_lines(data_dir / "AAA.csv", lambda lines: set_cell(lines, 300, "Close", ""))
+    with pytest.raises(DataError, match=r"AAA\.csv: line 300"):
+        prepare(small_params(source=str(data_dir)), tmp_path / "out", tmp_path)
+    summary = prepare(small_params(source=str(data_dir), max_gap=1), tmp_path / "out", tmp_path)
+    assert summary["train"]["n"] > 0
+
+
+# ---------------------------------------------------------------------- more layouts
+
+
+def test_yfinance_three_line_header(tmp_path: Path) -> None:
+    df = make_ohlcv(40)
+    body = df[["Date", "Adj Close", "Close", "High", "Low", "Open", "Volume"]]
+    lines = [
+        "Price,Adj Close,Close,High,Low,Open,Volume",
+        "Ticker,AAPL,AAPL,AAPL,AAPL,AAPL,AAPL",
+        "Date,,,,,,",
+        *body.to_csv(index=False, header=False).splitlines(),
+    ]
+    path = tmp_path / "AAPL.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    s = load_csv(path)
+    np.testing.assert_array_equal(s.close, df["Close"].to_numpy())
+    assert str(s.dates[0]) == df["Date"][0] and len(s) == 40
+
+    lines[6] = lines[6].replace(lines[6].split(",")[5], "abc", 1)  # line 7: Open
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"AAPL\.csv: line 7, column 'Open': not a number"):
+        load_csv(path)
+
+    lines[1] = "Ticker,AAPL,AAPL,AAPL,MSFT,MSFT,MSFT"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"several tickers \(AAPL, MSFT\); save one CSV per"):
+        load_csv(path)
+
+
+def test_column_spellings(tmp_path: Path) -> None:
+    df = make_ohlcv(30).rename(
+        columns={"Date": "DATE", "Adj Close": "Adj. Close", "Volume": "vol-ume", "Low": " low "}
+    )
+    s = load_csv(write_frame(df, tmp_path / "X.csv"))
+    np.testing.assert_array_equal(s.low, df[" low "].to_numpy())
+
+
+def test_source_that_is_a_plain_file_is_refused(tmp_path: Path) -> None:
+    path = write_frame(make_ohlcv(40), tmp_path / "ONE.csv")
+    with pytest.raises(DataError, match=r"ONE\.csv: data\.source names a file; expected a dir"):
+        prepare(small_params(source=str(path)), tmp_path / "out", tmp_path)
+
+
+def test_sample_alias_means_the_sample_directory(tmp_path: Path) -> None:
+    data_dir = two_symbols(tmp_path / "bundled")
+    alias = prepare(small_params(source="sample"), tmp_path / "a", data_dir)
+    path = prepare(small_params(source=str(data_dir)), tmp_path / "b", tmp_path / "unused")
+    assert alias == path
+    assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b")
+
+
+# ------------------------------------------------------------------ chunked output
+
+
+def test_chunked_windows_equal_one_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data_dir = two_symbols(tmp_path / "csv")
+    params = small_params(source=str(data_dir))
+    prepare(params, tmp_path / "one", tmp_path)
+    # 7 samples per chunk: chunks mix both symbols and split them at odd places
+    monkeypatch.setattr(prepare_module, "CHUNK_BYTES", 7 * 3 * params.window * 4)
+    prepare(params, tmp_path / "many", tmp_path)
+    assert snapshot(tmp_path / "one") == snapshot(tmp_path / "many")
+    X = np.load(tmp_path / "many" / "train" / "X.npy", mmap_mode="r")
+    assert X.dtype == np.float32 and X.shape[1:] == (3, params.window) and X.shape[0] > 7
+
+
+def test_failure_while_writing_windows_keeps_previous_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = two_symbols(tmp_path / "csv")
+    params = small_params(source=str(data_dir))
+    out = tmp_path / "results" / "prepared"
+    prepare(params, out, tmp_path)
+    before = snapshot(out)
+    original = prepare_module.compute_features
+
+    def poisoned(series: OHLCV, names: list[str]) -> np.ndarray:
+        values = original(series, names)
+        if series.symbol == "BBB":
+            values[1, 500] = np.nan  # a test-split window of BBB: found while writing test
+        return values
+
+    monkeypatch.setattr(prepare_module, "compute_features", poisoned)
+    with pytest.raises(DataError, match=r"BBB\.csv: non-finite feature values in the window"):
+        prepare(params, out, tmp_path)
+    assert snapshot(out) == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["prepared"]
+
+
+def test_write_npy_stream_checks_row_count(tmp_path: Path) -> None:
+    chunks = [np.ones((3, 2), np.float32), np.zeros((2, 2), np.float32)]
+    store.write_npy_stream(tmp_path / "a.npy", np.float32, (5, 2), iter(chunks))
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.concatenate(chunks))
+    with pytest.raises(ValueError, match="4 rows written, 5 declared"):
+        store.write_npy_stream(
+            tmp_path / "b.npy", np.float32, (5, 2), iter(chunks[:1] * 1 + [chunks[0][:1]])
+        )
+
+
+# ------------------------------------------------------------------------ .npz input
+
+
+def _npz_params(path: Path, **overrides: object) -> DataParams:
+    return small_params(source=str(path), **overrides)
+
+
+def test_npz_with_split_and_class_names(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2, 24))
+    y = np.arange(60) % 4
+    split = np.array(["train"] * 40 + ["VAL"] * 10 + [" test"] * 10)
+    split[5] = "test"  # order is kept within a split, whatever the position
+    names = np.array(["cat", "dog", "owl", "fox"])
+    np.savez(tmp_path / "animals.npz", X=X, y=y, split=split, classes=names)
+    summary = prepare(_npz_params(tmp_path / "animals.npz"), tmp_path / "out", tmp_path)
+    meta = store.load_meta(tmp_path / "out")
+    assert meta == {
+        "symbols": ["animals"],
+        "features": ["channel_0", "channel_1"],
+        "classes": ["cat", "dog", "owl", "fox"],
+        "window": 24,
+        "horizon": None,
+        "n_channels": 2,
+    }
+    rows = {
+        "train": [r for r in range(40) if r != 5],
+        "val": list(range(40, 50)),
+        "test": [5, *range(50, 60)],
+    }
+    for name, idx in rows.items():
+        s = store.load_split(tmp_path / "out", name)
+        np.testing.assert_array_equal(s.X, X[idx].astype(np.float32))
+        np.testing.assert_array_equal(s.y, y[idx])
+        assert s.dates.tolist() == [dt.date(1970, 1, 1) + dt.timedelta(days=r) for r in idx]
+        assert np.isnan(s.forward_return).all() and (s.symbols == 0).all()
+        assert summary[name]["n"] == len(idx)
+    assert summary["val"]["frac_cat"] == pytest.approx(0.3)  # rows 40, 44, 48
+
+
+def test_npz_without_split_splits_by_position(tmp_path: Path) -> None:
+    X = np.arange(100 * 24, dtype=np.float64).reshape(100, 24)
+    y = np.arange(100) % 5
+    np.savez_compressed(tmp_path / "series.npz", X=X, y=y.astype(np.float32))  # whole floats
+    params = _npz_params(tmp_path / "series.npz", val_fraction=0.1, test_fraction=0.2)
+    summary = prepare(params, tmp_path / "out", tmp_path)
+    assert [summary[n]["n"] for n in store.SPLITS] == [70, 10, 20]
+    test = store.load_split(tmp_path / "out", "test")
+    assert test.X.shape == (20, 1, 24)
+    np.testing.assert_array_equal(test.X[:, 0], X[80:].astype(np.float32))
+    assert store.load_meta(tmp_path / "out")["classes"] == ["0", "1", "2", "3", "4"]
+    assert set(summary["train"]) >= {"frac_0", "frac_4"}
+
+
+NPZ_ERRORS = {
+    # id: (arrays, expected message fragment after the file name)
+    "missing-y": ({"X": np.zeros((5, 8))}, "missing array(s) y; found: X"),
+    "unknown-key": (
+        {"X": np.zeros((5, 8)), "y": np.arange(5) % 2, "labels": np.arange(5)},
+        "unknown array(s) labels; allowed: X, y, split, classes",
+    ),
+    "object-array": (
+        {"X": np.zeros((5, 8)), "y": np.array([0, 1, "x", 1, 0], dtype=object)},
+        "array 'y' holds Python objects",
+    ),
+    "x-4d": ({"X": np.zeros((5, 1, 2, 8)), "y": np.arange(5) % 2}, "array 'X' has shape"),
+    "x-nan": (
+        {"X": np.where(np.arange(40).reshape(5, 8) == 19, np.nan, 1.0), "y": np.arange(5) % 2},
+        "array 'X', row 2: non-finite value nan at channel 0, time step 3",
+    ),
+    "y-2d": ({"X": np.zeros((5, 8)), "y": np.zeros((5, 1), int)}, "array 'y' has shape (5, 1)"),
+    "y-strings": ({"X": np.zeros((5, 8)), "y": np.array(list("abcab"))}, "array 'y' holds strings"),
+    "y-negative": (
+        {"X": np.zeros((5, 8)), "y": np.array([0, 1, -1, 1, 0])},
+        "array 'y', row 2: negative class id -1",
+    ),
+    "single-class": (
+        {"X": np.zeros((5, 8)), "y": np.zeros(5, int)},
+        "array 'y' holds a single class",
+    ),
+    "classes-too-few": (
+        {"X": np.zeros((5, 8)), "y": np.arange(5) % 3, "classes": np.array(["a", "b"])},
+        "array 'classes' names 2 class(es) but 'y' uses ids up to 2",
+    ),
+    "split-bad-entry": (
+        {"X": np.zeros((5, 8)), "y": np.arange(5) % 2, "split": np.array([0, 1, 2, 3, 0])},
+        "array 'split', row 3: 3 is not one of 'train'/'val'/'test'",
+    ),
+    "split-empty": (
+        {"X": np.zeros((5, 8)), "y": np.arange(5) % 2, "split": np.array(["train"] * 4 + ["val"])},
+        "split 'test' has no samples with its 'split' array",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NPZ_ERRORS))
+def test_npz_errors_name_file_array_and_row(tmp_path: Path, case: str) -> None:
+    arrays, fragment = NPZ_ERRORS[case]
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DataError) as err:
+        prepare(_npz_params(tmp_path / "bad.npz"), tmp_path / "out", tmp_path)
+    assert f"{tmp_path / 'bad.npz'}: {fragment}" in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_npz_that_is_not_an_archive(tmp_path: Path) -> None:
+    (tmp_path / "text.npz").write_text("X,y\n1,2\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"text\.npz: not a readable \.npz file"):
+        prepare(_npz_params(tmp_path / "text.npz"), tmp_path / "out", tmp_path)
+    np.save(tmp_path / "single.npy", np.zeros(3))
+    (tmp_path / "single.npy").rename(tmp_path / "single.npz")
+    with pytest.raises(DataError, match=r"single\.npz: holds a single \.npy array"):
+        prepare(_npz_params(tmp_path / "single.npz"), tmp_path / "out", tmp_path)
+    with pytest.raises(DataError, match=r"absent\.npz: file not found"):
+        prepare(_npz_params(tmp_path / "absent.npz"), tmp_path / "out", tmp_path)
+    np.savez(tmp_path / "few.npz", X=np.zeros((3, 8)), y=np.arange(3) % 2)
+    with pytest.raises(DataError, match=r"split 'val' has no samples with data\.val_fraction"):
+        prepare(_npz_params(tmp_path / "few.npz"), tmp_path / "out", tmp_path)
+
+
+# ------------------------------------------------------------ DVC follows data.source
+
+
+def _sh(*cmd: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+@pytest.mark.slow
+def test_dvc_reruns_prepare_when_a_file_of_the_source_changes(tmp_path: Path) -> None:
+    """The README flow: CSVs in data/raw, ``dvc add data/raw``, ``data.source: data/raw``."""
+    listed = _sh("git", "ls-files", "--cached", "--others", "--exclude-standard", cwd=REPO)
+    repo = tmp_path / "repo"
+    for rel in listed.stdout.splitlines():
+        if (REPO / rel).is_file() and rel != "dvc.lock":
+            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, repo / rel)
+    _sh("git", "init", "-q", cwd=repo)
+    _sh("git", "add", "-A", cwd=repo)
+    _sh("git", "commit", "-qm", "init", cwd=repo)
+
+    raw = repo / "data" / "raw"
+    write_frame(make_ohlcv(600, "2010-01-01", seed=1), raw / "AAA.csv")
+    write_frame(make_ohlcv(560, "2010-02-26", seed=2), raw / "BBB.csv")
+    _sh("dvc", "add", "data/raw", cwd=repo)
+    raw_params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
+    raw_params["data"].update(
+        source="data/raw",
+        window=16,
+        horizon=3,
+        vol_window=5,
+        val_start="2011-06-01",
+        test_start="2011-11-01",
+    )
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw_params), encoding="utf-8")
+
+    first = _sh("dvc", "repro", "prepare", cwd=repo)
+    assert "Running stage 'prepare'" in first.stdout
+    assert "up to date" in _sh("dvc", "status", "prepare", cwd=repo).stdout
+    locked = yaml.safe_load((repo / "dvc.lock").read_text(encoding="utf-8"))
+    deps = {d["path"] for d in locked["stages"]["prepare"]["deps"]}
+    assert "data/raw" in deps and "data/sample" not in deps
+
+    _edit_lines(raw / "BBB.csv", lambda lines: set_cell(lines, 500, "Volume", "1234567"))
+    status = _sh("dvc", "status", "prepare", cwd=repo).stdout
+    assert "modified:" in status and "data/raw" in status, status
+    second = _sh("dvc", "repro", "prepare", cwd=repo)
+    assert "Running stage 'prepare'" in second.stdout
+    assert "up to date" in _sh("dvc", "status", "prepare", cwd=repo).stdout
+
+    # a bad file now stops the stage with the file, line and problem, exit status non-zero
+    _edit_lines(raw / "AAA.csv", lambda lines: set_cell(lines, 7, "Date", "2010-13-45"))
+    bad = _sh("dvc", "repro", "prepare", cwd=repo, check=False)
+    assert bad.returncode != 0
+    assert "AAA.csv: line 7, column 'Date': unparsable date '2010-13-45'" in bad.stderr
+
+
+@pytest.mark.slow
+def test_npz_source_trains_with_its_own_classes(make_params, tmp_path: Path) -> None:
+    """The generic input goes through the same train_best as prices, with K = 4 classes."""
+    import dataclasses  # here, not at the top: torch and Lightning would slow every data test
+
+    import timm
+
+    from stockclf.evaluation.train_best import TrainBestOutputs, run_train_best
+
+    rng = np.random.default_rng(0)
+    y = np.arange(240) % 4
+    t = np.linspace(0, 1, 24)
+    X = np.sin(2 * np.pi * (y[:, None] + 1) * t)[:, None, :] + rng.normal(0, 0.1, (240, 1, 24))
+    names = np.array(["one", "two", "three", "four"])
+    np.savez(tmp_path / "waves.npz", X=X, y=y, classes=names)
+    backbone = "test_efficientnet" if timm.is_model("test_efficientnet") else "resnet10t"
+    params = make_params(
+        {
+            "data": {"source": str(tmp_path / "waves.npz")},
+            "model": {"backbone": backbone, "image_size": 16},
+            "train": {"max_epochs": 1, "max_train_batches": 2, "accelerator": "cpu"},
+        }
+    )
+    prepare(params.data, tmp_path / "prepared", tmp_path)
+    outputs = TrainBestOutputs(
+        **{f.name: tmp_path / "out" / f.name for f in dataclasses.fields(TrainBestOutputs)}
+    )
+    results = run_train_best(params, tmp_path / "prepared", outputs, progress_bar=False)
+    assert results is not None and results["n_test"] == 36  # the last 15% of the rows
+    for name in ("model", "logreg"):
+        assert {f"f1_{c}" for c in names} <= set(results[name])
+    rows = outputs.confusion.read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 37 and {r.split(",")[0] for r in rows[1:]} <= set(names)

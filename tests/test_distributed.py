@@ -55,6 +55,7 @@ def test_train_best_ddp_two_cpu_processes(
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_test"] == 96 and 0.0 <= metrics["model"]["f1_macro"] <= 1.0
     assert sorted(p.name for p in (out / "models").iterdir()) == ["best.ckpt"]
+    assert len((out / "predictions.csv").read_text().splitlines()) == 96 + 1  # written once
     state = torch.load(out / "models" / "best.ckpt", map_location="cpu", weights_only=True)
     module = StockClassifier(params.model, params.train, in_channels=2, num_classes=3)
     module.load_state_dict(state["state_dict"])  # strict: every tensor present and shaped

@@ -1,10 +1,12 @@
 """End to end: the real DVC pipeline on the bundled data, shrunk, in a throwaway git repo."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 import yaml
+from matplotlib.image import imread
 from pipeline_support import sh
 
 pytestmark = pytest.mark.slow
@@ -54,6 +56,8 @@ def test_outputs_and_metrics_are_sane(pipeline_repo: Path) -> None:
             "contour.png",
             "training_curves.png",
             "confusion_matrix.png",
+            "f1_intervals.png",
+            "equity_curve.png",
         ]
     )
     rows = (pipeline_repo / "reports/confusion.csv").read_text().splitlines()
@@ -70,8 +74,91 @@ def test_exp_show_lists_params_and_metrics(pipeline_repo: Path) -> None:
         "reports/test_metrics.json",
         "f1_macro",
         "best_value",
+        "reports/bootstrap.json",
+        "f1_macro_ci_low",
+        "model_gain_ci_high",
+        "reports/backtest.json",
+        "sharpe",
+        "cost_bps",
     ):
         assert needle in text, needle
+
+
+def test_figures_are_readable_pngs(pipeline_repo: Path) -> None:
+    """Every PNG exists, has the size its plot is drawn at (dpi 100) and is not blank."""
+    tune = json.loads((pipeline_repo / "tuning/metrics.json").read_text())
+    n_params = len(yaml.safe_load((pipeline_repo / "tuning/best_params.yaml").read_text()))
+    # the slice plot: 3.2 inches per param + 1.5 (a placeholder when no trial completed)
+    slice_width = round(100 * max(10, 3.2 * n_params + 1.5)) if tune["n_complete"] else 1000
+    sizes = {
+        "optimization_history": (600, 1000),
+        "param_importances": (600, 1000),
+        "parallel_coordinate": (600, 1000),
+        "slice": (600, slice_width),
+        "contour": (600, 1000),
+        "training_curves": (400, 1000),
+        "confusion_matrix": (450, 500),
+        "f1_intervals": (500, 900),
+        "equity_curve": (500, 1000),
+    }
+    for name, size in sizes.items():
+        image = imread(pipeline_repo / "reports/figures" / f"{name}.png")
+        assert image.shape[:2] == size, name
+        assert image[..., :3].std() > 0.02, f"{name}.png looks blank"
+
+
+def test_intervals_backtest_and_predictions(pipeline_repo: Path) -> None:
+    test = json.loads((pipeline_repo / "reports/test_metrics.json").read_text())
+    boot = json.loads((pipeline_repo / "reports/bootstrap.json").read_text())
+    assert (boot["confidence"], boot["n_resamples"], boot["block_days"]) == (0.95, 1000, 20)
+    for name in ("model", "majority", "stratified", "logreg"):
+        e = boot[name]
+        assert e["f1_macro"] == pytest.approx(test[name]["f1_macro"])
+        assert e["f1_macro_ci_low"] <= e["f1_macro"] <= e["f1_macro_ci_high"]
+        if name != "model":
+            assert e["model_gain"] == pytest.approx(test["model"]["f1_macro"] - e["f1_macro"])
+            assert e["model_gain_ci_low"] <= e["model_gain_ci_high"]
+    rows = (pipeline_repo / "reports/predictions.csv").read_text().splitlines()
+    assert rows[0] == "date,symbol,actual,model,majority,stratified,logreg,forward_return"
+    assert len(rows) == test["n_test"] + 1
+
+    back = json.loads((pipeline_repo / "reports/backtest.json").read_text())
+    assert back["costs"] == "no transaction costs" and back["rebalance_days"] == 5
+    assert back["first_date"] >= "2016-01-01" and back["n_periods"] > 100
+    for book in ("strategy", "buy_and_hold"):
+        m = back[book]
+        assert set(m) >= {"total_return", "annual_return", "sharpe", "max_drawdown", "hit_rate"}
+        assert 0.0 <= m["max_drawdown"] < 1.0
+    # the bundled indices rose over 2016-2018
+    assert back["buy_and_hold"]["total_return"] > 0.1
+    equity = (pipeline_repo / "reports/equity.tsv").read_text().splitlines()
+    assert equity[0] == "date\tyear\tstrategy\tbuy_and_hold"
+    assert len(equity) == back["n_periods"] + 2 and equity[1].endswith("\t1.0\t1.0")
+
+
+def test_dvc_plots_show_html_references_every_plot(pipeline_repo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "plots"
+    sh("dvc", "plots", "show", "-o", str(out), cwd=pipeline_repo)
+    html = (out / "index.html").read_text()
+    specs = {}
+    for match in re.finditer(r"var spec = (\{.*?\});\s*vegaEmbed", html, re.S):
+        spec = json.loads(match.group(1))
+        specs[spec["title"]["text"]] = spec["data"]["values"]
+    declared = yaml.safe_load((pipeline_repo / "dvc.yaml").read_text())["plots"]
+    titles = [next(iter(p)) for p in declared if isinstance(p, dict)]
+    assert sorted(specs) == sorted(titles)
+    for title, values in specs.items():
+        assert values, f"{title}: no data"
+    loss_files = {v.get("filename") for v in specs["Training curves (loss)"]}
+    assert loss_files == {"train/loss.tsv", "val/loss.tsv"}
+    assert {v.get("filename") for v in specs["Training curves (macro F1)"]} >= {"val/f1.tsv"}
+    equity = next(t for t in specs if t.startswith("Backtest equity"))
+    assert {"strategy", "buy_and_hold"} <= set(specs[equity][0])
+    images = set(re.findall(r'<img src="([^"]+)"', html))
+    for png in (pipeline_repo / "reports/figures").iterdir():
+        sources = [i for i in images if i.endswith(f"_figures_{png.name}")]
+        assert len(sources) == 1, f"{png.name} not in the HTML"
+        assert (out / sources[0]).stat().st_size == png.stat().st_size
 
 
 def test_nothing_left_to_reproduce(pipeline_repo: Path) -> None:

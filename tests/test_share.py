@@ -55,7 +55,7 @@ def test_pulled_clone_is_up_to_date_with_the_same_metrics(origin_and_clone) -> N
 
 
 def test_study_resumes_after_pull(origin_and_clone) -> None:
-    origin, clone = origin_and_clone
+    _, clone = origin_and_clone
     pulled = [t.params for t in study_trials(clone)]
     assert len(pulled) == 2
     params = yaml.safe_load((clone / "params.yaml").read_text())

@@ -12,15 +12,32 @@ from stockclf.errors import run_main
 def _study_show(args: argparse.Namespace) -> None:
     from stockclf.config import load_params
     from stockclf.reporting.study_report import format_summary, study_summary, to_json
-    from stockclf.tuning.study import load_existing_study
+    from stockclf.tuning.storage import load_study_for_reading
 
-    storage = args.storage or load_params(args.params).tune.storage
-    name = args.study
+    storage, name = args.storage, args.study
     info = Path(args.study_info)
-    if name is None and args.storage is None and info.exists():
-        name = json.loads(info.read_text(encoding="utf-8"))["study_name"]
-    summary = study_summary(load_existing_study(storage, name), top=args.top)
+    if storage is None and info.exists():  # the study the tune stage last used
+        recorded = json.loads(info.read_text(encoding="utf-8"))
+        storage, name = recorded["storage"], name or recorded["study_name"]
+    storage = storage or load_params(args.params).tune.storage
+    summary = study_summary(load_study_for_reading(storage, name), top=args.top)
     print(to_json(summary) if args.json else format_summary(summary))
+
+
+def _tune_worker(args: argparse.Namespace) -> None:
+    from stockclf.config import load_params
+    from stockclf.tuning.runner import join_study
+    from stockclf.tuning.signals import interruptible
+
+    def work() -> None:
+        params = load_params(args.params)
+        result = join_study(params, args.prepared, args.out / "trials", args.storage, args.jobs)
+        print(
+            f"study {result['study_name']}: {result['n_finished']} of {result['n_trials']} "
+            f"trials finished ({result['stopped']}), {result['n_fail']} failed"
+        )
+
+    interruptible(work)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,13 +47,37 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     show = study.add_parser("show", help="best trial, trial counts, top trials, importances")
-    show.add_argument("--storage", help="study storage URL (default: tune.storage in params)")
+    show.add_argument(
+        "--storage",
+        help="sqlite:///FILE, journal:///FILE or postgresql://USER@HOST/DB "
+        "(default: the tune stage's study, else tune.storage in params)",
+    )
     show.add_argument("--study", help="study name (default: the one the tune stage last used)")
     show.add_argument("--json", action="store_true", help="print one JSON object")
     show.add_argument("--top", type=int, default=5, help="how many top trials to list")
     show.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
     show.add_argument("--study-info", default="tuning/study.json", help="tune stage's study record")
     show.set_defaults(func=_study_show)
+
+    tune = sub.add_parser("tune", help="tuning workers").add_subparsers(
+        dest="action", required=True
+    )
+    worker = tune.add_parser(
+        "worker",
+        help="join the tune stage's study (same params and prepared data) from this machine",
+    )
+    worker.add_argument(
+        "--params", default="params.yaml", help="params file (default: %(default)s)"
+    )
+    worker.add_argument(
+        "--prepared", default=Path("data/prepared"), type=Path, help="default: %(default)s"
+    )
+    worker.add_argument(
+        "--out", default=Path("tuning"), type=Path, help="trials' curves go to OUT/trials"
+    )
+    worker.add_argument("--storage", help="storage URL (default: tune.storage in params)")
+    worker.add_argument("--jobs", type=int, help="worker processes (default: tune.n_jobs)")
+    worker.set_defaults(func=_tune_worker)
     return parser
 
 

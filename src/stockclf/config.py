@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from stockclf.errors import StockclfError
 
@@ -38,7 +45,9 @@ class _Strict(BaseModel):
 
 
 class DataParams(_Strict):
-    source: str = "sample"
+    # A directory of OHLCV CSVs, an .npz file, or "sample" (an alias of data/sample). The
+    # prepare stage's DVC dependency is ${data.source}, so params.yaml should hold a path.
+    source: str = Field("data/sample", min_length=1)
     features: list[Literal["log_return", "hl_range", "volume_change", "close_open"]] = Field(
         default_factory=lambda: ["log_return"], min_length=1
     )
@@ -49,12 +58,22 @@ class DataParams(_Strict):
     val_start: dt.date
     test_start: dt.date
     stride: int = Field(1, ge=1)
+    # Longest run of rows with missing values that is forward-filled (0 = refuse any).
+    max_gap: int = Field(0, ge=0)
+    # Split by position of an .npz source without a split array (last rows = test).
+    val_fraction: float = Field(0.15, gt=0, lt=1)
+    test_fraction: float = Field(0.15, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> DataParams:
         if self.val_start >= self.test_start:
             raise ValueError(
                 f"val_start ({self.val_start}) must be before test_start ({self.test_start})"
+            )
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError(
+                f"val_fraction ({self.val_fraction}) + test_fraction ({self.test_fraction}) "
+                "must be below 1, leaving rows for train"
             )
         return self
 
@@ -119,11 +138,40 @@ class TuneParams(_Strict):
     metric: Literal["val_f1", "val_acc", "val_loss"] = "val_f1"
     direction: Literal["maximize", "minimize"] = "maximize"
     storage: str = "sqlite:///tuning/study.db"
-    n_jobs: int = Field(1, ge=1)
+    n_jobs: int = Field(1, ge=1)  # worker processes (not threads) the stage runs
     sampler: Literal["tpe", "random", "cmaes"] = "tpe"
     pruner: Literal["none", "median", "successive_halving", "hyperband"] = "median"
     n_startup_trials: int = Field(3, ge=0)
+    keep_top_k: int = Field(3, ge=0)  # trials whose best checkpoint is kept (0 = none)
+    heartbeat_interval: int = Field(60, ge=1)  # seconds between a running trial's heartbeats
+    grace_period: int = Field(180, ge=2)  # seconds without a heartbeat before a trial is stale
+    max_retry: int = Field(2, ge=0)  # re-runs of a trial whose worker died or was stopped
     parameter_ranges: dict[str, FloatRange | CategoricalRange] = Field(min_length=1)
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_url(cls, url: str) -> str:
+        """Only storages the tuning engine can share safely between workers, and never a
+        password: params.yaml is committed, so libpq reads it from PGPASSWORD or ~/.pgpass."""
+        for prefix in ("sqlite:///", "journal:///"):
+            if url.startswith(prefix):
+                if not url[len(prefix) :].strip("/"):
+                    raise ValueError(f"{url!r} names no file; e.g. {prefix}tuning/study.db")
+                return url
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme.split("+", 1)[0] != "postgresql":
+            shown = f"{scheme}://..." if sep else repr(url)  # never echo a password
+            raise ValueError(
+                f"{shown} is not a supported storage; use sqlite:///PATH, journal:///PATH "
+                "or postgresql://USER@HOST[:PORT]/DATABASE"
+            )
+        userinfo = rest.split("/", 1)[0].rpartition("@")[0]
+        if ":" in userinfo or "password=" in rest:
+            raise ValueError(
+                "the PostgreSQL URL holds a password, which must not be written in params.yaml; "
+                "remove it and set PGPASSWORD (or ~/.pgpass) where each worker runs"
+            )
+        return url
 
     @model_validator(mode="after")
     def _known_names(self) -> TuneParams:
@@ -133,9 +181,10 @@ class TuneParams(_Strict):
                 f"parameter_ranges names {unknown}, which map to no training param; "
                 f"tunable names are {sorted(TUNABLE)}"
             )
-        if self.n_jobs != 1:
+        if self.grace_period <= self.heartbeat_interval:
             raise ValueError(
-                "n_jobs > 1 (parallel worker processes) is not available yet; set n_jobs: 1"
+                f"grace_period ({self.grace_period}) must be longer than heartbeat_interval "
+                f"({self.heartbeat_interval}), or live trials would be failed as stale"
             )
         return self
 
@@ -158,6 +207,15 @@ class VisualizeParams(_Strict):
     dpi: int = Field(100, ge=30, le=600)
 
 
+class EvaluateParams(_Strict):
+    """How train_best reports test results: bootstrap intervals and the backtest."""
+
+    bootstrap_samples: int = Field(1000, ge=100)
+    bootstrap_block_days: int = Field(20, ge=1)  # consecutive test dates per resampled block
+    confidence: float = Field(0.95, gt=0, lt=1)
+    cost_bps: float = Field(0.0, ge=0)  # backtest cost per unit of turnover; 0 = none
+
+
 class Params(_Strict):
     seed: int = 42
     data: DataParams
@@ -165,6 +223,7 @@ class Params(_Strict):
     train: TrainParams
     tune: TuneParams
     visualize: VisualizeParams = Field(default_factory=VisualizeParams)
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
 
     def with_overrides(self, values: dict[str, Any]) -> Params:
         """Return a copy where tunable names (``lr_head``, ...) replace their owner's value."""

@@ -29,6 +29,10 @@ REQUIRED_COLUMNS = ("date", "open", "high", "low", "close", "volume")
 #: Recognised but unused: features are computed from ``Close`` (see :func:`load_csv`).
 OPTIONAL_COLUMNS = ("adjclose",)
 PRICE_COLUMNS = ("open", "high", "low", "close")
+#: Columns whose cells are numbers; a missing one is filled or refused per ``data.max_gap``.
+VALUE_COLUMNS = (*PRICE_COLUMNS, "volume")
+#: Cell values read as "missing" (case-insensitive), as written by pandas, yfinance, R, Excel.
+MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none", "-", "#n/a"})
 #: Relative tolerance for the high >= low and low <= close <= high checks: vendors round
 #: prices independently, so an exact comparison would reject correct files.
 REL_TOL = 1e-9
@@ -57,7 +61,7 @@ class OHLCV:
 
 def normalise_column(name: str) -> str:
     """Spelling-insensitive column key: ``"Adj Close"``, ``"adj_close"`` -> ``"adjclose"``."""
-    return re.sub(r"[\s_]+", "", name).lower()
+    return re.sub(r"[\s_.\-]+", "", name).lower()
 
 
 def list_csv_files(directory: Path) -> list[Path]:
@@ -84,41 +88,53 @@ def list_csv_files(directory: Path) -> list[Path]:
     return files
 
 
-def load_directory(directory: Path, min_rows: int = 0) -> list[OHLCV]:
+def load_directory(directory: Path, min_rows: int = 0, max_gap: int = 0) -> list[OHLCV]:
     """Load every CSV of ``directory`` (sorted by name); each needs at least ``min_rows`` rows."""
-    series = [load_csv(p) for p in list_csv_files(directory)]
+    series = [load_csv(p, max_gap=max_gap) for p in list_csv_files(directory)]
     for s in series:
-        if len(s) < min_rows:
-            raise DataError(
-                f"{s.path}: only {len(s)} data rows; at least {min_rows} are needed "
-                "(window + horizon + vol_window + 1 trading days)"
-            )
+        check_length(s, min_rows)
     return series
 
 
-def load_csv(path: Path, symbol: str | None = None) -> OHLCV:
+def check_length(series: OHLCV, min_rows: int) -> None:
+    """Refuse a series too short for one window, its trailing volatility and its horizon."""
+    if len(series) < min_rows:
+        raise DataError(
+            f"{series.path}: only {len(series)} data rows; at least {min_rows} are needed "
+            "(window + horizon + vol_window + 1 trading days)"
+        )
+
+
+def load_csv(path: Path, symbol: str | None = None, max_gap: int = 0) -> OHLCV:
     """Read and validate one OHLCV file; the symbol defaults to the file's stem.
 
-    - Columns are matched case-insensitively, ignoring spaces and underscores, so
-      Yahoo (``Adj Close``), Kaggle (``Date,Open,...,OpenInt``) and lowercase layouts
-      load. Extra columns are ignored. ``Adj Close`` is accepted but not used: the
-      features and labels use ``Close`` so that high/low/open stay on the same scale.
-    - Dates must be ISO 8601 (``YYYY-MM-DD``) and strictly increasing. An unsorted file
-      is refused, not sorted: out-of-order rows usually mean a concatenation or export
-      bug, and silently reordering would hide it.
+    - Columns are matched case-insensitively, ignoring spaces, dots, hyphens and
+      underscores, so Yahoo (``Adj Close``), Kaggle (``Date,Open,...,OpenInt``) and
+      lowercase layouts load, and so does the three-line header that recent yfinance
+      versions write (``Price,...`` / ``Ticker,...`` / ``Date,,,``). Extra columns are
+      ignored. ``Adj Close`` is accepted but not used: the features and labels use
+      ``Close`` so that high/low/open stay on the same scale.
+    - Dates must be ISO 8601 (``YYYY-MM-DD``, an optional time and zone is dropped) and
+      strictly increasing. An unsorted file is refused, not sorted: out-of-order rows
+      usually mean a concatenation or export bug, and silently reordering would hide it.
+    - Missing values (an empty cell, ``NaN``, ``null``, ...) in Open/High/Low/Close/Volume:
+      a run of at most ``max_gap`` consecutive rows with missing values is forward-filled
+      (all four prices of such a row are copied from the previous row, so the bar stays
+      consistent; a missing volume is carried forward); a longer run, or one on the first
+      data row, is an error. ``max_gap`` is ``data.max_gap``, 0 by default: filling invents
+      prices, so it is the user's explicit choice.
     - Prices must be finite and positive, with high >= low and low <= close <= high
-      (relative tolerance :data:`REL_TOL`). An empty price cell is an error: filling it
-      would invent a price.
+      (relative tolerance :data:`REL_TOL`).
     - Volume must be a number >= 0. A zero volume is a known data-source error in
       index data (the bundled NASDAQ file has two), so it is treated as missing and
       carried forward from the previous day (backward from the next day for a leading
-      zero). A negative volume is an error.
+      zero) without counting towards ``max_gap``. A negative volume is an error.
     """
     path = Path(path)
     text = _read_text(path)
     table = _parse_table(path, text)
-    header = [str(c) for c in table.iloc[0]]
-    body = table.iloc[1:].reset_index(drop=True)
+    header, skip = _header(path, table)
+    body = table.iloc[skip:].reset_index(drop=True)
     if len(body) == 0:
         raise DataError(f"{path}: header only, no data rows (header: {', '.join(header)})")
     columns = _match_columns(path, header)
@@ -126,9 +142,11 @@ def load_csv(path: Path, symbol: str | None = None) -> OHLCV:
     def cells(key: str) -> pd.Series:
         return body.iloc[:, columns[key]].fillna("").astype(str).str.strip()
 
+    def line_of(row: int) -> int:
+        return _data_line_numbers(text, skip)[row]
+
     def fail(row: int, key: str, problem: str) -> DataError:
-        line = _data_line_numbers(text)[row]
-        return DataError(f"{path}: line {line}, column {header[columns[key]]!r}: {problem}")
+        return DataError(f"{path}: line {line_of(row)}, column {header[columns[key]]!r}: {problem}")
 
     raw_dates = cells("date")
     try:
@@ -147,7 +165,7 @@ def load_csv(path: Path, symbol: str | None = None) -> OHLCV:
     if dup.size:
         i = int(dup[0])
         first = int(np.flatnonzero(dates == dates[i])[0])
-        line_first = _data_line_numbers(text)[first]
+        line_first = line_of(first)
         raise fail(i, "date", f"duplicate date {dates[i]} (first seen on line {line_first})")
     back = np.flatnonzero(np.diff(dates) <= np.timedelta64(0, "D"))
     if back.size:
@@ -159,7 +177,10 @@ def load_csv(path: Path, symbol: str | None = None) -> OHLCV:
             "strictly increasing (the file is not sorted automatically)",
         )
 
-    prices = {key: _numeric(cells(key), key, fail) for key in PRICE_COLUMNS}
+    raw = {key: cells(key) for key in VALUE_COLUMNS}
+    values = {key: _numeric(raw[key], key, fail) for key in VALUE_COLUMNS}
+    _fill_missing(values, raw, max_gap, fail, line_of)
+    prices = {key: values[key] for key in PRICE_COLUMNS}
     for key in PRICE_COLUMNS:
         bad = np.flatnonzero(prices[key] <= 0)
         if bad.size:
@@ -175,7 +196,7 @@ def load_csv(path: Path, symbol: str | None = None) -> OHLCV:
         i = int(bad[0])
         raise fail(i, "close", f"close {c[i]:g} is outside [low, high] = [{lo[i]:g}, {h[i]:g}]")
 
-    volume = _numeric(cells("volume"), "volume", fail)
+    volume = values["volume"]
     bad = np.flatnonzero(volume < 0)
     if bad.size:
         i = int(bad[0])
@@ -241,6 +262,30 @@ def _parse_table(path: Path, text: str) -> pd.DataFrame:
         raise DataError(f"{path}: malformed CSV: {msg}") from None
 
 
+def _header(path: Path, table: pd.DataFrame) -> tuple[list[str], int]:
+    """Column names and the number of header lines (1, or 3 for recent yfinance files).
+
+    ``yfinance.download(...).to_csv()`` (yfinance >= 0.2.48) writes the column names, then
+    a ``Ticker`` line, then a ``Date`` line with empty cells; the first column holds the
+    dates. A file with several tickers side by side is refused: one file per symbol.
+    """
+    first = [str(c) for c in table.iloc[0]]
+    if (
+        len(table) >= 3
+        and normalise_column(first[0]) == "price"
+        and normalise_column(str(table.iloc[1, 0])) == "ticker"
+        and normalise_column(str(table.iloc[2, 0])) == "date"
+    ):
+        tickers = sorted({str(t).strip() for t in table.iloc[1, 1:]} - {""})
+        if len(tickers) > 1:
+            raise DataError(
+                f"{path}: line 2: a yfinance file with several tickers ({', '.join(tickers)}); "
+                "save one CSV per symbol"
+            )
+        return ["Date", *first[1:]], 3
+    return first, 1
+
+
 def _match_columns(path: Path, header: Sequence[str]) -> dict[str, int]:
     """Map normalised required/optional names to column positions."""
     positions: dict[str, int] = {}
@@ -262,22 +307,71 @@ def _match_columns(path: Path, header: Sequence[str]) -> dict[str, int]:
 
 
 def _numeric(values: pd.Series, key: str, fail: Callable[[int, str, str], DataError]) -> np.ndarray:
-    """Parse a column as float64; empty, non-numeric and non-finite cells are errors."""
-    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(numbers))
+    """Parse a column as float64; missing cells become NaN, anything else non-finite fails."""
+    missing = values.str.lower().isin(MISSING_TOKENS).to_numpy()
+    # copy=True: pandas 3 (copy-on-write) hands out read-only arrays
+    numbers = pd.to_numeric(values.where(~missing, ""), errors="coerce").to_numpy(
+        dtype=np.float64, copy=True
+    )
+    bad = np.flatnonzero(~np.isfinite(numbers) & ~missing)
     if bad.size:
         i = int(bad[0])
         raw = str(values.iloc[i])
-        if raw == "":
-            problem = "empty cell (missing value)"
-        elif raw.lower() in {"nan", "na", "n/a", "null", "none", "-"}:
-            problem = f"missing value {raw!r}"
-        elif np.isinf(numbers[i]):
-            problem = f"non-finite number {raw!r}"
-        else:
-            problem = f"not a number: {raw!r}"
+        problem = f"non-finite number {raw!r}" if np.isinf(numbers[i]) else f"not a number: {raw!r}"
         raise fail(i, key, problem)
+    numbers[missing] = np.nan
     return numbers
+
+
+def _missing_problem(raw: str) -> str:
+    return "empty cell (missing value)" if raw == "" else f"missing value {raw!r}"
+
+
+def _fill_missing(
+    values: dict[str, np.ndarray],
+    raw: dict[str, pd.Series],
+    max_gap: int,
+    fail: Callable[[int, str, str], DataError],
+    line_of: Callable[[int], int],
+) -> None:
+    """Forward-fill runs of at most ``max_gap`` rows with missing values, in place.
+
+    A row with any missing price takes all four prices of the previous row (filling
+    columns one by one could make high < low); a missing volume is carried forward.
+    A longer run, or a missing value on the first data row, raises naming its first cell.
+    """
+    missing = {key: np.isnan(values[key]) for key in VALUE_COLUMNS}
+    rows = np.logical_or.reduce([missing[key] for key in VALUE_COLUMNS])
+    if not rows.any():
+        return
+    idx = np.flatnonzero(rows)
+    breaks = np.flatnonzero(np.diff(idx) > 1)
+    starts = idx[np.r_[0, breaks + 1]]
+    ends = idx[np.r_[breaks, len(idx) - 1]]
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        key = next(k for k in VALUE_COLUMNS if missing[k][start])
+        what = _missing_problem(str(raw[key].iloc[start]))
+        if start == 0:
+            raise fail(start, key, f"{what} on the first data row: no earlier row to fill it from")
+        length = end - start + 1
+        if length > max_gap:
+            span = (
+                f"line {line_of(start)}"
+                if length == 1
+                else (f"lines {line_of(start)}-{line_of(end)}")
+            )
+            raise fail(
+                start,
+                key,
+                f"{what}; {length} consecutive row(s) with missing values ({span}), but "
+                f"data.max_gap = {max_gap} allows forward-filling at most {max_gap}",
+            )
+    prices_missing = np.logical_or.reduce([missing[key] for key in PRICE_COLUMNS])
+    for key in PRICE_COLUMNS:
+        column = values[key].copy()
+        column[prices_missing] = np.nan
+        values[key] = pd.Series(column).ffill().to_numpy(dtype=np.float64)
+    values["volume"] = pd.Series(values["volume"]).ffill().to_numpy(dtype=np.float64)
 
 
 def _fill_zero_volume(volume: np.ndarray) -> np.ndarray:
@@ -292,11 +386,12 @@ def _fill_zero_volume(volume: np.ndarray) -> np.ndarray:
     return filled.to_numpy(dtype=np.float64)
 
 
-def _data_line_numbers(text: str) -> list[int]:
+def _data_line_numbers(text: str, header_rows: int = 1) -> list[int]:
     """1-based file line of each data row (error path only).
 
     Mirrors pandas: lines that are empty or whitespace-only are skipped, the first
-    remaining row is the header; ``csv`` keeps quoted multi-line cells in one row.
+    ``header_rows`` remaining rows are the header; ``csv`` keeps quoted multi-line cells
+    in one row.
     """
     lines: list[int] = []
     reader = csv.reader(io.StringIO(text))
@@ -305,4 +400,4 @@ def _data_line_numbers(text: str) -> list[int]:
         if row and not (len(row) == 1 and not row[0].strip()):
             lines.append(start)
         start = reader.line_num + 1
-    return lines[1:]
+    return lines[header_rows:]

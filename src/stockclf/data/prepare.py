@@ -1,14 +1,32 @@
-"""The prepare stage: OHLCV CSVs -> windows, labels and splits on disk, plus a summary.
+"""The prepare stage: prices (or labelled arrays) -> windows, labels and splits on disk.
 
-Everything is loaded, validated and computed in memory first; only then is the output
-directory written, through :func:`store.atomic_directory`, so a failure at any point
-leaves the previous output untouched and no partial directory behind. The summary
-JSON (a DVC metrics file) is written after the directory is swapped in.
+``data.source`` is ``sample`` (the bundled ``data/sample``), a directory of OHLCV CSV
+files (one symbol per file, the stem is the symbol), or an ``.npz`` file of labelled
+windows (:mod:`stockclf.data.npz`).
+
+For CSV sources the work is done in two passes so that memory stays bounded for large
+inputs (500 symbols x 5,000 days):
+
+1. each file is read, validated and reduced to its daily feature channels (float32,
+   C x n_days) and, per split, the decision days, labels, dates and forward returns of
+   its samples; the parsed table is dropped before the next file is read;
+2. per split, the samples are ordered by (date, symbol) and their windows are cut in
+   chunks of about :data:`CHUNK_BYTES` and appended to ``X.npy``
+   (:func:`store.save_split_streamed`), so the N x C x L array is never in memory.
+
+Memory then grows with the rows times channels (4 bytes each) plus about 40 bytes per
+sample, not with rows times window length. Every file is validated before anything is
+written, and all output goes to a temporary directory that :func:`store.atomic_directory`
+swaps in only when complete, so a failure at any point leaves the previous output
+untouched and no partial directory behind. The summary JSON (a DVC metrics file) is
+written after the directory is swapped in.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +36,22 @@ from stockclf.config import DataParams
 from stockclf.data import store
 from stockclf.data.features import compute_features
 from stockclf.data.labels import CLASSES, classify, forward_log_return, z_scores
-from stockclf.data.loading import OHLCV, DataError, load_directory
-from stockclf.data.store import SPLITS, SplitData
+from stockclf.data.loading import OHLCV, DataError, check_length, list_csv_files, load_csv
+from stockclf.data.npz import LabelledArrays, load_npz
+from stockclf.data.store import SPLITS
 from stockclf.data.windows import candidate_days, cut_windows, split_days
 
+#: Windows are cut and written in chunks of about this many bytes.
+CHUNK_BYTES = 32 * 1024 * 1024
+#: ``data.source`` value that means the bundled sample directory.
+SAMPLE_ALIAS = "sample"
+#: First "date" of the rows of an ``.npz`` source: row i is dated ``NPZ_EPOCH + i`` days.
+NPZ_EPOCH = np.datetime64("1970-01-01", "D")
 
-def source_directory(params: DataParams, sample_dir: Path) -> Path:
-    """``source: sample`` means the bundled ``sample_dir``; anything else is a directory path."""
-    return Path(sample_dir) if params.source == "sample" else Path(params.source)
+
+def resolve_source(source: str, sample_dir: Path) -> Path:
+    """``sample`` means the bundled ``sample_dir``; anything else is a path as given."""
+    return Path(sample_dir) if source == SAMPLE_ALIAS else Path(source)
 
 
 def required_rows(params: DataParams) -> int:
@@ -46,9 +72,51 @@ def split_description(params: DataParams, split: str) -> str:
     }[split]
 
 
-def symbol_samples(series: OHLCV, symbol_id: int, params: DataParams) -> dict[str, SplitData]:
-    """Windows, labels, dates and symbol ids of one series, per split (purged)."""
-    features = compute_features(series, params.features)
+@dataclass(frozen=True)
+class SplitIndex:
+    """Everything about a split's samples except their windows (small per-sample arrays).
+
+    ``days`` indexes each sample's own symbol calendar: the window is cut from the
+    features of days ``days - L + 1 .. days`` of symbol ``symbols``.
+    """
+
+    symbols: np.ndarray  # int32
+    days: np.ndarray  # int64, decision day index in the symbol's calendar
+    y: np.ndarray  # int64
+    dates: np.ndarray  # datetime64[D], decision date
+    forward_return: np.ndarray  # float64
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @staticmethod
+    def concatenate(parts: Sequence[SplitIndex]) -> SplitIndex:
+        """All parts, ordered by (date, symbol): chronological, ties in symbol order."""
+        joined = SplitIndex(
+            symbols=np.concatenate([p.symbols for p in parts]).astype(np.int32),
+            days=np.concatenate([p.days for p in parts]).astype(np.int64),
+            y=np.concatenate([p.y for p in parts]).astype(np.int64),
+            dates=np.concatenate([p.dates for p in parts]).astype("datetime64[D]"),
+            forward_return=np.concatenate([p.forward_return for p in parts]).astype(np.float64),
+        )
+        order = np.lexsort((joined.symbols, joined.dates))
+        return SplitIndex(*(getattr(joined, f.name)[order] for f in fields(SplitIndex)))
+
+
+@dataclass(frozen=True)
+class SymbolSamples:
+    """One symbol after pass 1: its daily features and its samples per split."""
+
+    path: Path
+    first_date: np.datetime64
+    last_date: np.datetime64
+    features: np.ndarray  # float32, C x n_days (column 0 is NaN: no previous day)
+    splits: dict[str, SplitIndex]
+
+
+def symbol_samples(series: OHLCV, symbol_id: int, params: DataParams) -> SymbolSamples:
+    """Features and per-split (purged) decision days, labels, dates of one series."""
+    features = compute_features(series, params.features).astype(np.float32)
     z = z_scores(series.close, params.horizon, params.vol_window)
     forward = forward_log_return(series.close, params.horizon)
     days = candidate_days(
@@ -58,91 +126,212 @@ def symbol_samples(series: OHLCV, symbol_id: int, params: DataParams) -> dict[st
     parts = split_days(
         days, series.dates, params.val_start, params.test_start, params.window, params.horizon
     )
-    out: dict[str, SplitData] = {}
-    for name, idx in parts.items():
-        X = cut_windows(features, idx, params.window)
-        if not np.isfinite(X).all():  # defensive: validation should make this impossible
-            raise DataError(f"{series.path}: non-finite feature values in the {name} windows")
-        out[name] = SplitData(
-            X=X,
+    splits = {
+        name: SplitIndex(
+            symbols=np.full(len(idx), symbol_id, dtype=np.int32),
+            days=idx,
             y=classify(z[idx], params.threshold),
             dates=series.dates[idx].astype("datetime64[D]"),
-            symbols=np.full(len(idx), symbol_id, dtype=np.int32),
             forward_return=forward[idx].astype(np.float64),
         )
-    return out
+        for name, idx in parts.items()
+    }
+    return SymbolSamples(
+        path=series.path,
+        first_date=series.dates[0],
+        last_date=series.dates[-1],
+        features=features,
+        splits=splits,
+    )
 
 
-def build_dataset(series: list[OHLCV], params: DataParams) -> dict[str, SplitData]:
-    """All symbols' samples per split, ordered by (date, symbol); empty splits are errors."""
-    per_symbol = [symbol_samples(s, i, params) for i, s in enumerate(series)]
-    n_channels = len(params.features)
-    out: dict[str, SplitData] = {}
+def window_chunks(
+    symbols: Sequence[SymbolSamples], index: SplitIndex, window: int
+) -> Iterator[np.ndarray]:
+    """The windows of ``index`` in its order, as float32 chunks of about CHUNK_BYTES."""
+    n_channels = symbols[0].features.shape[0] if symbols else 0
+    chunk = max(1, CHUNK_BYTES // max(1, n_channels * window * 4))
+    for start in range(0, len(index), chunk):
+        sym = index.symbols[start : start + chunk]
+        days = index.days[start : start + chunk]
+        dates = index.dates[start : start + chunk]
+        out = np.empty((len(days), n_channels, window), dtype=np.float32)
+        order = np.argsort(sym, kind="stable")  # group the chunk's samples by symbol
+        bounds = np.flatnonzero(np.diff(sym[order])) + 1
+        for group in np.split(order, bounds):
+            s = symbols[int(sym[group[0]])]
+            X = cut_windows(s.features, days[group], window)
+            bad = ~np.isfinite(X).all(axis=(1, 2))
+            if bad.any():  # defensive: validation should make this impossible
+                date = dates[group][bad][0]
+                raise DataError(f"{s.path}: non-finite feature values in the window ending {date}")
+            out[group] = X
+        yield out
+
+
+def _csv_splits(
+    files: list[Path], params: DataParams
+) -> tuple[list[str], list[SymbolSamples], dict[str, SplitIndex]]:
+    """Pass 1 over the CSV files: validate each and keep only what pass 2 needs."""
+    names: list[str] = []
+    per_symbol: list[SymbolSamples] = []
+    for i, path in enumerate(files):
+        series = load_csv(path, max_gap=params.max_gap)
+        check_length(series, required_rows(params))
+        names.append(series.symbol)
+        per_symbol.append(symbol_samples(series, i, params))
+    splits: dict[str, SplitIndex] = {}
     for name in SPLITS:
-        parts = [p[name] for p in per_symbol]
-        dates = np.concatenate([p.dates for p in parts]).astype("datetime64[D]")
-        symbols = np.concatenate([p.symbols for p in parts]).astype(np.int32)
-        if dates.size == 0:
-            first = min(s.dates[0] for s in series)
-            last = max(s.dates[-1] for s in series)
+        index = SplitIndex.concatenate([s.splits[name] for s in per_symbol])
+        if len(index) == 0:
+            first = min(s.first_date for s in per_symbol)
+            last = max(s.last_date for s in per_symbol)
             raise DataError(
                 f"split {name!r} ({split_description(params, name)}) has no samples over "
-                f"{len(series)} symbol(s) after purging window + horizon days at each "
+                f"{len(files)} symbol(s) after purging window + horizon days at each "
                 f"boundary; the data covers {first} to {last}. Adjust data.val_start / "
                 "data.test_start"
             )
-        order = np.lexsort((symbols, dates))
-        X = np.concatenate([p.X for p in parts]).reshape(-1, n_channels, params.window)
-        out[name] = SplitData(
-            X=np.ascontiguousarray(X[order], dtype=np.float32),
-            y=np.concatenate([p.y for p in parts]).astype(np.int64)[order],
-            dates=dates[order],
-            symbols=symbols[order],
-            forward_return=np.concatenate([p.forward_return for p in parts])[order],
+        splits[name] = index
+    return names, per_symbol, splits
+
+
+def _npz_splits(source: LabelledArrays, params: DataParams) -> dict[str, np.ndarray]:
+    """Row indices per split: from the ``split`` array, else by position (first rows train).
+
+    Without a ``split`` array the rows are taken in file order: the last ``test_fraction``
+    of them are test, the ``val_fraction`` before those val, the rest train. No rows are
+    purged: rows of a generic data set are assumed to be independent samples; if they are
+    overlapping windows of one series, provide a ``split`` array with gaps instead.
+    """
+    n = len(source)
+    if source.split is not None:
+        ids = source.split
+        how = "its 'split' array"
+    else:
+        n_test = round(n * params.test_fraction)
+        n_val = round(n * params.val_fraction)
+        ids = np.zeros(n, dtype=np.int64)
+        ids[n - n_test - n_val :] = 1
+        ids[n - n_test :] = 2
+        how = (
+            f"data.val_fraction = {params.val_fraction} and data.test_fraction = "
+            f"{params.test_fraction} of {n} rows (no 'split' array)"
         )
+    out: dict[str, np.ndarray] = {}
+    for i, name in enumerate(SPLITS):
+        rows = np.flatnonzero(ids == i)
+        if rows.size == 0:
+            raise DataError(f"{source.path}: split {name!r} has no samples with {how}")
+        out[name] = rows
     return out
 
 
-def summarize(splits: dict[str, SplitData], n_symbols: int) -> dict[str, Any]:
+def prepare(params: DataParams, out_dir: Path, sample_dir: Path) -> dict[str, Any]:
+    """Run the stage: validate everything, then write ``out_dir`` atomically.
+
+    Returns the summary dict; writing it is :func:`write_summary`'s job so that the
+    caller decides where the metrics file goes.
+    """
+    source = resolve_source(params.source, sample_dir)
+    if source.suffix.lower() == ".npz":
+        return _prepare_npz(load_npz(source), params, out_dir)
+    if source.is_file():
+        raise DataError(
+            f"{source}: data.source names a file; expected a directory of CSV files "
+            "(one per symbol) or an .npz file"
+        )
+    names, per_symbol, splits = _csv_splits(list_csv_files(source), params)
+    n_channels = len(params.features)
+    meta = {
+        "symbols": names,
+        "features": list(params.features),
+        "classes": list(CLASSES),
+        "window": params.window,
+        "horizon": params.horizon,
+        "n_channels": n_channels,
+    }
+    with store.atomic_directory(out_dir) as tmp:
+        for name in SPLITS:
+            index = splits[name]
+            store.save_split_streamed(
+                tmp,
+                name,
+                (len(index), n_channels, params.window),
+                window_chunks(per_symbol, index, params.window),
+                y=index.y,
+                dates=index.dates,
+                symbols=index.symbols,
+                forward_return=index.forward_return,
+            )
+        store.save_meta(tmp, meta)
+    return summarize(splits, len(names), CLASSES)
+
+
+def _prepare_npz(source: LabelledArrays, params: DataParams, out_dir: Path) -> dict[str, Any]:
+    """Write an ``.npz`` source in the store layout (one symbol: the file's stem).
+
+    Rows have no dates: row ``i`` is dated :data:`NPZ_EPOCH` + ``i`` days, which keeps
+    the file order and lets date-based readers work. ``forward_return`` is NaN.
+    """
+    rows = _npz_splits(source, params)
+    _, n_channels, length = source.X.shape
+    chunk = max(1, CHUNK_BYTES // (n_channels * length * 4))
+    splits: dict[str, SplitIndex] = {}
+    with store.atomic_directory(out_dir) as tmp:
+        for name in SPLITS:
+            idx = rows[name]
+            splits[name] = SplitIndex(
+                symbols=np.zeros(len(idx), dtype=np.int32),
+                days=idx.astype(np.int64),
+                y=source.y[idx],
+                dates=NPZ_EPOCH + idx.astype("timedelta64[D]"),
+                forward_return=np.full(len(idx), np.nan),
+            )
+            store.save_split_streamed(
+                tmp,
+                name,
+                (len(idx), n_channels, length),
+                (source.X[idx[i : i + chunk]] for i in range(0, len(idx), chunk)),
+                y=splits[name].y,
+                dates=splits[name].dates,
+                symbols=splits[name].symbols,
+                forward_return=splits[name].forward_return,
+            )
+        store.save_meta(
+            tmp,
+            {
+                "symbols": [source.path.stem],
+                "features": [f"channel_{c}" for c in range(n_channels)],
+                "classes": source.classes,
+                "window": length,
+                "horizon": None,
+                "n_channels": n_channels,
+            },
+        )
+    return summarize(splits, 1, source.classes)
+
+
+def summarize(
+    splits: dict[str, SplitIndex] | dict[str, store.SplitData],
+    n_symbols: int,
+    classes: Sequence[str] = CLASSES,
+) -> dict[str, Any]:
     """Counts, date range and class balance per split (the DVC metrics file)."""
     summary: dict[str, Any] = {}
     for name in SPLITS:
         data = splits[name]
         n = len(data)
-        counts = np.bincount(data.y, minlength=len(CLASSES))
+        counts = np.bincount(np.asarray(data.y), minlength=len(classes))
         entry: dict[str, Any] = {
             "n": int(n),
             "first_date": str(data.dates.min()) if n else None,
             "last_date": str(data.dates.max()) if n else None,
         }
-        for cls, count in zip(CLASSES, counts, strict=True):
+        for cls, count in zip(classes, counts, strict=True):
             entry[f"frac_{cls}"] = round(float(count) / n, 6) if n else 0.0
         summary[name] = entry
     summary["n_symbols"] = int(n_symbols)
-    return summary
-
-
-def prepare(params: DataParams, out_dir: Path, sample_dir: Path) -> dict[str, Any]:
-    """Run the stage: validate and compute in memory, then swap ``out_dir`` in atomically.
-
-    Returns the summary dict; writing it is :func:`write_summary`'s job so that the
-    caller decides where the metrics file goes.
-    """
-    series = load_directory(source_directory(params, sample_dir), min_rows=required_rows(params))
-    splits = build_dataset(series, params)
-    meta = {
-        "symbols": [s.symbol for s in series],
-        "features": list(params.features),
-        "classes": list(CLASSES),
-        "window": params.window,
-        "horizon": params.horizon,
-        "n_channels": len(params.features),
-    }
-    summary = summarize(splits, len(series))
-    with store.atomic_directory(out_dir) as tmp:
-        for name in SPLITS:
-            store.save_split(tmp, name, splits[name])
-        store.save_meta(tmp, meta)
     return summary
 
 

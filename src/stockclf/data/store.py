@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +52,59 @@ def save_split(directory: Path, split: str, data: SplitData) -> None:
     target.mkdir(parents=True, exist_ok=True)
     for name in ARRAYS:
         np.save(target / f"{name}.npy", getattr(data, name), allow_pickle=False)
+
+
+def save_split_streamed(
+    directory: Path,
+    split: str,
+    x_shape: tuple[int, ...],
+    x_chunks: Iterable[np.ndarray],
+    **arrays: np.ndarray,
+) -> None:
+    """Like :func:`save_split`, but ``X`` arrives in chunks along the sample axis.
+
+    Only one chunk of windows is in memory at a time; the other arrays (one small value
+    per sample) are passed whole. The files are the same ``.npy`` files as
+    :func:`save_split` writes.
+    """
+    expected = set(ARRAYS) - {"X"}
+    if set(arrays) != expected:
+        raise ValueError(f"arrays {sorted(arrays)} given; expected {sorted(expected)}")
+    target = directory / split
+    target.mkdir(parents=True, exist_ok=True)
+    for name, values in arrays.items():
+        if len(values) != x_shape[0]:
+            raise ValueError(f"{name}: {len(values)} rows, X has {x_shape[0]}")
+        np.save(target / f"{name}.npy", values, allow_pickle=False)
+    write_npy_stream(target / "X.npy", np.float32, x_shape, x_chunks)
+
+
+def write_npy_stream(
+    path: Path, dtype: np.dtype | type, shape: tuple[int, ...], chunks: Iterable[np.ndarray]
+) -> None:
+    """Write an ``.npy`` file (C order) from consecutive chunks along axis 0.
+
+    Plain sequential writes rather than ``np.lib.format.open_memmap``: every page written
+    through a memory map stays in the process's resident set until it is unmapped, so a
+    memmap output counts its whole size towards peak RSS (measured: 759 MB RSS for a 768 MB
+    array written in chunks through ``open_memmap``, 48 MB with this function).
+    """
+    dtype = np.dtype(dtype)
+    header = {
+        "descr": np.lib.format.dtype_to_descr(dtype),
+        "fortran_order": False,
+        "shape": tuple(int(v) for v in shape),
+    }
+    rows = 0
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        for chunk in chunks:
+            if tuple(chunk.shape[1:]) != tuple(shape[1:]):
+                raise ValueError(f"{path}: chunk of shape {chunk.shape}, expected (*, {shape[1:]})")
+            rows += len(chunk)
+            fh.write(np.ascontiguousarray(chunk, dtype=dtype).data)
+    if rows != shape[0]:
+        raise ValueError(f"{path}: {rows} rows written, {shape[0]} declared")
 
 
 def load_split(directory: str | Path, split: str, mmap: bool = True) -> SplitData:

@@ -12,7 +12,8 @@ from typing import Any
 from lightning.pytorch.utilities import rank_zero_only
 
 from stockclf.config import Params
-from stockclf.data.store import atomic_file, load_split
+from stockclf.data.store import atomic_file, load_meta, load_split
+from stockclf.evaluation.predictions import write_predictions
 from stockclf.evaluation.scoring import (
     baseline_predictions,
     classification_metrics,
@@ -28,6 +29,7 @@ class TrainBestOutputs:
     live_dir: Path  # dvclive training curves
     metrics: Path  # test metrics of the model and the baselines
     confusion: Path  # per-sample actual/predicted CSV for `dvc plots`
+    predictions: Path  # per-sample predictions of model and baselines, for the visualize stage
 
 
 def run_train_best(
@@ -63,6 +65,8 @@ def run_train_best(
     baselines = baseline_predictions(load_split(prepared_dir, "train"), test, params.seed)
     for name, pred in baselines.items():
         results[name] = classification_metrics(y_true, pred, classes)
+    symbols = load_meta(prepared_dir)["symbols"]
+    write_predictions(outputs.predictions, test, symbols, classes, {"model": y_pred, **baselines})
     with atomic_file(outputs.metrics) as tmp:
         tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     with atomic_file(outputs.confusion) as tmp, tmp.open("w", newline="") as fh:

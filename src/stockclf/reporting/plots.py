@@ -1,4 +1,13 @@
-"""Optuna's plots, drawn with its matplotlib backend (no browser) and saved as PNG."""
+"""Optuna's plots, drawn with its matplotlib backend (no browser) and saved as PNG.
+
+Optuna draws the content; this module makes the files readable on their own: one title
+per figure that names the plot, the metric and the trial counts, the metric name instead of
+"Objective Value" on the axes, a seeded importance evaluator (the same as
+``stockclf study show``, so the contour's "two most important params" are the ones the
+report lists), and a width that grows with the number of params for the slice plot, whose
+panels Optuna lays out in one row. A plot the study has too little data for becomes a
+figure that says so, never a crash of the stage.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +21,10 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import optuna
+from matplotlib.ticker import NullFormatter
 from optuna.visualization import matplotlib as ovm
+
+from stockclf.reporting.study_report import importance_evaluator
 
 PLOT_TITLES = {
     "optimization_history": "Optimization history",
@@ -21,25 +33,73 @@ PLOT_TITLES = {
     "slice": "Slice plot",
     "contour": "Contour of the two most important parameters",
 }
+#: Titles Optuna puts on its own axes; replaced by one figure title.
+OPTUNA_TITLES = {
+    "Optimization History Plot",
+    "Hyperparameter Importances",
+    "Parallel Coordinate Plot",
+    "Slice Plot",
+    "Contour Plot",
+}
+FIGSIZE = (10.0, 6.0)  # inches, every plot but the slice plot
+SLICE_PANEL_WIDTH = 3.2  # inches per param in the slice plot (Optuna's own choice)
+#: What a plot needs that a young study may not have; the message goes on the placeholder.
+PLOT_ERRORS = (RuntimeError, ValueError, IndexError, KeyError, ZeroDivisionError)
+
+
+def figure_size(name: str, study: optuna.Study) -> tuple[float, float]:
+    """The size a plot is saved at: wider slice plots for more params, else ``FIGSIZE``."""
+    if name != "slice":
+        return FIGSIZE
+    names = {p for t in _complete(study) for p in t.params}
+    return (max(FIGSIZE[0], SLICE_PANEL_WIDTH * len(names) + 1.5), FIGSIZE[1])
+
+
+def _complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
 
 
 def top_params(study: optuna.Study, k: int = 2) -> list[str] | None:
     """The ``k`` most important params, or None when importances cannot be computed yet."""
     try:
-        importances = optuna.importance.get_param_importances(study)
-    except (RuntimeError, ValueError):
+        importances = optuna.importance.get_param_importances(
+            study, evaluator=importance_evaluator()
+        )
+    except PLOT_ERRORS:
         return None
     names = list(importances)[:k]
     return names if len(names) == k else None
 
 
+def _metric(study: optuna.Study) -> str:
+    return str(study.user_attrs.get("metric") or "objective value")
+
+
+def _title(name: str, study: optuna.Study) -> str:
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    counts = (
+        f"{states.count(optuna.trial.TrialState.COMPLETE)} complete, "
+        f"{states.count(optuna.trial.TrialState.PRUNED)} pruned, "
+        f"{states.count(optuna.trial.TrialState.FAIL)} failed trials"
+    )
+    extra = {
+        "param_importances": f"; importance for {_metric(study)} by fANOVA (seed 0)",
+        "contour": f"; {_metric(study)} over the two most important parameters",
+    }
+    base = PLOT_TITLES[name] if name != "contour" else "Contour plot"
+    return f"{base}: {study.study_name}\n{counts}{extra.get(name, '')}"
+
+
 def _draw(name: str, study: optuna.Study) -> object:
+    target = _metric(study)
     makers: dict[str, Callable[[], object]] = {
-        "optimization_history": lambda: ovm.plot_optimization_history(study),
-        "param_importances": lambda: ovm.plot_param_importances(study),
-        "parallel_coordinate": lambda: ovm.plot_parallel_coordinate(study),
-        "slice": lambda: ovm.plot_slice(study),
-        "contour": lambda: ovm.plot_contour(study, params=top_params(study)),
+        "optimization_history": lambda: ovm.plot_optimization_history(study, target_name=target),
+        "param_importances": lambda: ovm.plot_param_importances(
+            study, evaluator=importance_evaluator(), target_name=target
+        ),
+        "parallel_coordinate": lambda: ovm.plot_parallel_coordinate(study, target_name=target),
+        "slice": lambda: ovm.plot_slice(study, target_name=target),
+        "contour": lambda: ovm.plot_contour(study, params=top_params(study), target_name=target),
     }
     return makers[name]()
 
@@ -49,9 +109,21 @@ def _figure_of(axes: object) -> plt.Figure:
     return first.figure
 
 
-def _placeholder(name: str, reason: str) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(8, 5))
-    ax.set_title(PLOT_TITLES[name])
+def _tidy(fig: plt.Figure) -> None:
+    """Drop Optuna's per-axes titles (the figure title replaces them) and the minor tick
+    labels of log axes, which overlap in narrow panels."""
+    for ax in fig.axes:
+        for loc in ("center", "left", "right"):
+            if ax.get_title(loc=loc) in OPTUNA_TITLES:
+                ax.set_title("", loc=loc)
+        if ax.get_xscale() == "log":
+            ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def placeholder(name: str, reason: str, title: str | None = None) -> plt.Figure:
+    """A figure that says why the plot is missing (a young or failed study)."""
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    ax.set_title(title or PLOT_TITLES[name])
     ax.text(
         0.5,
         0.5,
@@ -65,32 +137,47 @@ def _placeholder(name: str, reason: str) -> plt.Figure:
     return fig
 
 
-def _complete_count(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+def _plot(name: str, study: optuna.Study) -> plt.Figure:
+    n_complete = len(_complete(study))
+    title = _title(name, study)
+    if n_complete < 2 and name in ("param_importances", "contour"):
+        return placeholder(name, f"{n_complete} complete trial(s); need 2.", title)
+    if n_complete < 1:
+        return placeholder(name, "No complete trial.", title)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna's "experimental" notices
+            fig = _figure_of(_draw(name, study))
+    except PLOT_ERRORS as err:
+        plt.close("all")
+        return placeholder(name, str(err), title)
+    _tidy(fig)
+    fig.suptitle(title)
+    return fig
 
 
 def save_plots(study: optuna.Study, names: Sequence[str], out_dir: Path, dpi: int) -> list[Path]:
     """Write one PNG per plot name into the existing directory ``out_dir``.
 
     A plot that needs more trials than the study has (importances and contour need two
-    complete trials with varying params) becomes a figure that says so, not a crash.
+    complete trials with varying params, the others one) becomes a figure that says so.
+    Optuna switches matplotlib to its ggplot style globally; ``rc_context`` confines that.
     """
     written = []
     for name in names:
-        fig = None
-        if _complete_count(study) < 2 and name in ("param_importances", "contour"):
-            fig = _placeholder(name, f"{_complete_count(study)} complete trial(s); need 2.")
-        else:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    fig = _figure_of(_draw(name, study))
-                fig.suptitle(PLOT_TITLES[name])
-            except (RuntimeError, ValueError, IndexError) as err:
-                fig = _placeholder(name, str(err))
-        fig.set_size_inches(10, 6)
-        fig.tight_layout()
-        fig.savefig(out_dir / f"{name}.png", dpi=dpi)
-        plt.close(fig)
-        written.append(out_dir / f"{name}.png")
+        with matplotlib.rc_context():
+            fig = _plot(name, study)
+            fig.set_size_inches(*figure_size(name, study))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # colorbar axes and tight_layout
+                if name == "slice":
+                    # Optuna places the colorbar next to all panels at once; tight_layout
+                    # would then move a panel under it, constrained layout does not.
+                    fig.set_layout_engine("constrained")
+                else:
+                    fig.tight_layout()
+            path = out_dir / f"{name}.png"
+            fig.savefig(path, dpi=dpi)
+            plt.close(fig)
+        written.append(path)
     return written

@@ -11,6 +11,12 @@ import optuna
 EVALUATOR = "fANOVA (optuna.importance.FanovaImportanceEvaluator, seed 0)"
 
 
+def importance_evaluator() -> optuna.importance.FanovaImportanceEvaluator:
+    """fANOVA with a fixed seed: its random forest otherwise reorders close importances
+    from one call to the next (the report and the contour plot must agree)."""
+    return optuna.importance.FanovaImportanceEvaluator(seed=0)
+
+
 def study_summary(study: optuna.Study, top: int = 5) -> dict[str, Any]:
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -24,7 +30,7 @@ def study_summary(study: optuna.Study, top: int = 5) -> dict[str, Any]:
     if len(complete) >= 2:
         try:
             importances = optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+                study, evaluator=importance_evaluator()
             )
         except (RuntimeError, ValueError):
             importances = {}
@@ -78,7 +84,7 @@ def format_summary(s: dict[str, Any]) -> str:
     for row in [header, *rows]:
         lines.append("  " + "  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
     if s["importances"]:
-        lines.append(f"\nparameter importances ({s['importance_evaluator']}):")
+        lines.append(f"\nparameter importances, by {s['importance_evaluator']}:")
         for k, v in s["importances"].items():
             lines.append(f"  {k:<18} {v:.3f}")
     else:

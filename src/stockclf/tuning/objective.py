@@ -1,70 +1,162 @@
 """One trial: train with suggested params, report per-epoch values for pruning, and turn
-failures into recorded, non-fatal trial states."""
+failures into recorded, non-fatal trial states.
+
+Failure policy (each is recorded in the trial's user attributes, and the study goes on):
+
+- the loss becomes NaN/inf (:class:`~stockclf.training.module.NonFiniteLossError`, a
+  ``FloatingPointError``) or the final metric is not finite: FAIL, ``failure: nonfinite``;
+- out of memory (``torch.cuda.OutOfMemoryError`` or ``MemoryError``): the references to
+  the failed run are dropped and memory released *before* the next trial, then FAIL,
+  ``failure: oom``;
+- any other exception: FAIL, ``failure: error``, with its ``traceback``;
+- SIGINT/SIGTERM: FAIL, ``failure: interrupted``; the worker then stops and the trial is
+  queued again (:mod:`stockclf.tuning.signals`).
+"""
 
 from __future__ import annotations
 
 import gc
 import math
+import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
-import torch
-from optuna_integration import PyTorchLightningPruningCallback
 
 from stockclf.config import Params
-from stockclf.training.run import train_model
+from stockclf.tuning.checkpoints import checkpoint_dir, trial_dir
+from stockclf.tuning.signals import StopSignals, TuneInterrupted
 from stockclf.tuning.study import suggest
 
+#: ``train_fn(params, prepared_dir, trial, live_dir, checkpoint_dir) -> value``: trains one
+#: trial, reports per-epoch values to ``trial`` for pruning, returns the trial's value.
+TrainFn = Callable[[Params, Path, optuna.Trial, Path, Path | None], float]
 
-def trial_dir(trials_root: Path, number: int) -> Path:
-    return trials_root / f"trial_{number:04d}"
+
+class NonFiniteMetric(FloatingPointError):
+    """The trial's value is NaN or inf: it diverged without the loss check noticing."""
+
+
+class TrialOutOfMemory(MemoryError):
+    """Raised in place of an out-of-memory error once the failed run's memory is freed:
+    the original exception's traceback holds the frames, and so the tensors, of that run."""
+
+
+def __getattr__(name: str) -> Any:
+    # ``train_model`` is imported on first use (PEP 562): Lightning and timm take ~6 s to
+    # import, which each spawned worker process would pay even with an injected train_fn.
+    # Tests replace it with ``monkeypatch.setattr(objective, "train_model", fake)``.
+    if name == "train_model":
+        from stockclf.training.run import train_model
+
+        return train_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def train_trial(
+    params: Params,
+    prepared_dir: Path,
+    trial: optuna.Trial,
+    live_dir: Path,
+    checkpoint: Path | None,
+) -> float:
+    """The real training of one trial (the default ``train_fn``)."""
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    train_model = sys.modules[__name__].train_model
+    tune = params.tune
+    _, trainer, _ = train_model(
+        params,
+        prepared_dir,
+        max_epochs=tune.tuning_max_epochs,
+        live_dir=live_dir,
+        monitor=tune.metric,
+        mode="max" if tune.direction == "maximize" else "min",
+        checkpoint_dir=checkpoint,
+        callbacks=[PyTorchLightningPruningCallback(trial, monitor=tune.metric)],
+        progress_bar=False,
+    )
+    # Early stopping's best score, not the last epoch's value: the trial is judged
+    # by the epoch train_best would keep.
+    stopper = trainer.early_stopping_callback
+    score = stopper.best_score if stopper is not None else trainer.callback_metrics[tune.metric]
+    return float(score)
+
+
+def record_failure(trial: optuna.Trial, kind: str, reason: str, trace: str | None = None) -> None:
+    trial.set_user_attr("failure", kind)
+    trial.set_user_attr("fail_reason", reason[:1000])
+    if trace is not None:
+        trial.set_user_attr("traceback", trace[-4000:])
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    if isinstance(err, MemoryError):
+        return True
+    torch = sys.modules.get("torch")  # no torch imported: no torch OOM possible
+    return torch is not None and isinstance(err, torch.cuda.OutOfMemoryError)
 
 
 class Objective:
     """Callable for ``study.optimize``; exceptions are re-raised after recording why,
     and ``optimize(catch=...)`` turns them into FAIL so the study goes on."""
 
-    def __init__(self, params: Params, prepared_dir: Path, trials_root: Path) -> None:
+    def __init__(
+        self,
+        params: Params,
+        prepared_dir: Path,
+        trials_root: Path,
+        train_fn: TrainFn | None = None,
+        stops: StopSignals | None = None,
+    ) -> None:
         self.params = params
         self.prepared_dir = prepared_dir
         self.trials_root = trials_root
+        self.train_fn = train_fn or train_trial
+        self.stops = stops or StopSignals()
 
     def __call__(self, trial: optuna.Trial) -> float:
         tune = self.params.tune
         values = suggest(trial, tune)
-        mode = "max" if tune.direction == "maximize" else "min"
+        live = trial_dir(self.trials_root, trial.number)
+        ckpt = checkpoint_dir(self.trials_root, trial.number) if tune.keep_top_k > 0 else None
+        oom: str | None = None
         try:
-            _, trainer, _ = train_model(
-                self.params.with_overrides(values),
-                self.prepared_dir,
-                max_epochs=tune.tuning_max_epochs,
-                live_dir=trial_dir(self.trials_root, trial.number),
-                monitor=tune.metric,
-                mode=mode,
-                callbacks=[PyTorchLightningPruningCallback(trial, monitor=tune.metric)],
-                progress_bar=False,
-            )
+            with self.stops.trial():
+                value = self.train_fn(
+                    self.params.with_overrides(values), self.prepared_dir, trial, live, ckpt
+                )
         except optuna.TrialPruned:
             raise
+        except (KeyboardInterrupt, SystemExit) as err:
+            # Lightning turns a signal inside fit into SystemExit: what arrived is in stops.
+            name = self.stops.name or type(err).__name__
+            record_failure(trial, "interrupted", f"interrupted by {name} during the trial")
+            raise TuneInterrupted(self.stops.signum or 2) from None
         except Exception as err:
-            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}"[:1000])
-            trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
-            raise
-        finally:
+            if not is_out_of_memory(err):
+                kind = "nonfinite" if isinstance(err, FloatingPointError) else "error"
+                record_failure(trial, kind, f"{type(err).__name__}: {err}", traceback.format_exc())
+                raise
+            oom = f"out of memory: {type(err).__name__}: {err}"
+            traceback.clear_frames(err.__traceback__)
+            # leaving this block deletes `err`, the last reference to the run's frames
+        if oom is not None:
             release_memory()
-        # Early stopping's best score, not the last epoch's value: the trial is judged
-        # by the epoch train_best would keep.
-        stopper = trainer.early_stopping_callback
-        score = stopper.best_score if stopper is not None else trainer.callback_metrics[tune.metric]
-        value = float(score)
+            record_failure(trial, "oom", oom)
+            raise TrialOutOfMemory(oom)
         if not math.isfinite(value):
-            trial.set_user_attr("fail_reason", f"{tune.metric} is {value}")
+            # Optuna fails a NaN itself but would complete a trial worth +-inf.
+            record_failure(trial, "nonfinite", f"{tune.metric} is {value}")
+            raise NonFiniteMetric(f"{tune.metric} is {value}")
         return value
 
 
 def release_memory() -> None:
     """Drop what a finished or failed trial left, so memory does not grow per trial."""
     gc.collect()
-    if torch.cuda.is_available():
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()

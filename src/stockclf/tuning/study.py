@@ -1,17 +1,22 @@
-"""Which study a set of params belongs to, where it is stored, and how it samples and prunes."""
+"""Which study a set of params belongs to, how it samples and prunes, and how a dead trial
+is failed and retried."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
 import yaml
+from optuna.storages import BaseStorage
 
 from stockclf.config import Params, TuneParams, tunable_is_int
 from stockclf.errors import StockclfError
+from stockclf.tuning.storage import same_file, storage_file
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
@@ -68,12 +73,6 @@ def study_name(identity: dict[str, Any]) -> str:
     return f"stockclf-{hashlib.sha256(blob).hexdigest()[:12]}"
 
 
-def sqlite_path(storage: str) -> Path | None:
-    """The file behind a ``sqlite:///relative/or/absolute`` URL, or None for other URLs."""
-    prefix = "sqlite:///"
-    return Path(storage[len(prefix) :]) if storage.startswith(prefix) else None
-
-
 def locked_outputs(lock_file: str | Path = "dvc.lock", stage: str = "tune") -> set[str]:
     path = Path(lock_file)
     if not path.exists():
@@ -83,32 +82,62 @@ def locked_outputs(lock_file: str | Path = "dvc.lock", stage: str = "tune") -> s
     return {Path(o["path"]).as_posix() for o in outs if "path" in o}
 
 
-def check_study_present(storage: str, lock_file: str | Path = "dvc.lock") -> None:
-    """Refuse to start when dvc.lock records the study file but it is not on disk.
+def _pull_message(path: Path, lock_file: str | Path) -> str:
+    return (
+        f"{path}: dvc.lock records this study but the file is missing. "
+        f"Run `dvc pull tune` to fetch it from the remote. To discard it and start a "
+        f"new study on purpose, remove the `tune` entry from {lock_file} first."
+    )
+
+
+def check_study_present(
+    storage: str,
+    lock_file: str | Path = "dvc.lock",
+    snapshot: Path | None = None,
+    storage_has_study: Callable[[], bool] | None = None,
+) -> None:
+    """Refuse to start when dvc.lock records the study's file but it is not on disk.
 
     Connecting would create an empty database, after which ``dvc pull`` refuses to
-    overwrite it and every earlier trial is silently lost.
+    overwrite it and every earlier trial is silently lost. ``snapshot`` is the SQLite copy
+    the stage writes when the storage is a journal file or a server: if it is locked but
+    missing, the study must be found in the storage itself (``storage_has_study``), or the
+    snapshot pulled, since the stage would seed a new storage from it.
     """
-    db = sqlite_path(storage)
-    if db is None or db.exists():
+    locked = locked_outputs(lock_file)
+    db = storage_file(storage)
+    if db is not None and not db.exists() and db.as_posix() in locked:
+        raise StudyError(_pull_message(db, lock_file))
+    if snapshot is None or snapshot.exists() or snapshot.as_posix() not in locked:
         return
-    if db.as_posix() in locked_outputs(lock_file):
-        raise StudyError(
-            f"{db}: dvc.lock records this study but the file is missing. "
-            f"Run `dvc pull tune` to fetch it from the remote. To discard it and start a "
-            f"new study on purpose, remove the `tune` entry from {lock_file} first."
-        )
+    if db is not None and same_file(db, snapshot):
+        return  # the storage is the snapshot: handled above
+    if storage_has_study is None or not storage_has_study():
+        raise StudyError(_pull_message(snapshot, lock_file))
 
 
-def make_sampler(tune: TuneParams, seed: int, n_existing: int) -> optuna.samplers.BaseSampler:
-    """A sampler seeded from ``seed + n_existing``: a seeded sampler that is simply
-    re-created after a resume replays the same parameters (optuna issue 3255)."""
-    s = seed + n_existing
+def make_sampler(
+    tune: TuneParams, seed: int, n_existing: int, worker: int = 0
+) -> optuna.samplers.BaseSampler:
+    """A sampler seeded from ``seed + n_existing`` (+ a stride per worker process).
+
+    A seeded sampler that is simply re-created after a resume replays the same parameters
+    (optuna issue 3255), and workers started together with one seed would propose the same
+    points. TPE's ``constant_liar`` keeps parallel workers from sampling next to each
+    other's running trials; with one worker there are none and it changes nothing.
+    """
+    s = seed + n_existing + 100_003 * worker
     if tune.sampler == "random":
         return optuna.samplers.RandomSampler(seed=s)
     if tune.sampler == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=s, n_startup_trials=tune.n_startup_trials)
-    return optuna.samplers.TPESampler(seed=s, n_startup_trials=tune.n_startup_trials)
+        return optuna.samplers.CmaEsSampler(
+            seed=s, n_startup_trials=tune.n_startup_trials, warn_independent_sampling=False
+        )
+    with warnings.catch_warnings():  # constant_liar is "experimental" since Optuna 2.8
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=s, n_startup_trials=tune.n_startup_trials, constant_liar=True
+        )
 
 
 def make_pruner(tune: TuneParams) -> optuna.pruners.BasePruner:
@@ -121,13 +150,12 @@ def make_pruner(tune: TuneParams) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def open_study(params: Params, name: str) -> optuna.Study:
-    """Create or load the study ``name`` in ``tune.storage`` with a resume-safe sampler."""
-    storage = params.tune.storage
-    check_study_present(storage)
-    db = sqlite_path(storage)
-    if db is not None:
-        db.parent.mkdir(parents=True, exist_ok=True)
+def has_study(storage: BaseStorage, name: str) -> bool:
+    return name in (s.study_name for s in storage.get_all_studies())
+
+
+def open_study(params: Params, name: str, storage: BaseStorage, worker: int = 0) -> optuna.Study:
+    """Create or load the study ``name`` with a resume-safe sampler and the pruner."""
     study = optuna.create_study(
         study_name=name,
         storage=storage,
@@ -135,24 +163,57 @@ def open_study(params: Params, name: str) -> optuna.Study:
         pruner=make_pruner(params.tune),
         load_if_exists=True,
     )
-    study.sampler = make_sampler(params.tune, params.seed, len(study.trials))
+    n_existing = len(study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(params.tune, params.seed, n_existing, worker)
     return study
 
 
-def load_existing_study(storage: str, name: str | None) -> optuna.Study:
-    """Open a study for reading; a missing storage or study is an error naming what exists."""
-    db = sqlite_path(storage)
-    if db is not None and not db.exists():
-        raise StudyError(f"{db}: study storage not found; run `dvc repro tune` or `dvc pull tune`")
-    summaries = optuna.get_all_study_summaries(storage)
-    names = [s.study_name for s in summaries]
-    if name is None:
-        if len(names) != 1:
-            raise StudyError(f"{storage}: holds studies {names}; choose one with --study")
-        name = names[0]
-    if name not in names:
-        raise StudyError(f"{storage}: no study named {name!r}; it holds {names}")
-    return optuna.load_study(study_name=name, storage=storage)
+def fail_trial(
+    storage: BaseStorage, study: optuna.Study, number: int, reason: str, kind: str = "stale"
+) -> bool:
+    """Mark a RUNNING trial (possibly another process's) FAIL with ``fail_reason``.
+
+    False when it had already finished (another worker got there first).
+    """
+    trial_id = storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(study.study_name), number
+    )
+    try:
+        storage.set_trial_user_attr(trial_id, "failure", kind)
+        storage.set_trial_user_attr(trial_id, "fail_reason", reason[:1000])
+        return storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+
+
+class RetryTrial:
+    """Queue a failed trial's params again (a WAITING trial) up to ``max_retry`` times.
+
+    Same record as Optuna's ``RetryHeartbeatStaleTrialCallback`` (``failed_trial`` and
+    ``retry_history`` system attributes, so its ``retried_trial_number`` works), but without
+    copying the user attributes: the retry must not inherit the dead trial's
+    ``fail_reason``. Also used as the RDB storages' heartbeat-stale callback.
+    """
+
+    def __init__(self, max_retry: int) -> None:
+        self.max_retry = max_retry
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        history = [*trial.system_attrs.get("retry_history", []), trial.number]
+        if len(history) > self.max_retry:
+            return False
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.WAITING,
+                params=trial.params,
+                distributions=trial.distributions,
+                system_attrs={
+                    "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
+                    "retry_history": history,
+                },
+            )
+        )
+        return True
 
 
 def suggest(trial: optuna.Trial, tune: TuneParams) -> dict[str, Any]:

@@ -1,0 +1,225 @@
+"""The visualize stage's numbers: bootstrap intervals and the backtest, with the equity plot.
+
+Everything is computed in memory first (:func:`compute_results`); the files are written
+only afterwards (:func:`write_results`), so a failure leaves the previous outputs as they
+were.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+import numpy as np
+
+from stockclf.config import EvaluateParams, Params
+from stockclf.data.store import atomic_file
+from stockclf.evaluation.backtest import run_backtest
+from stockclf.evaluation.bootstrap import bootstrap_macro_f1
+from stockclf.evaluation.predictions import PredictionTable, read_predictions
+
+EQUITY_COLUMNS = ("date", "year", "strategy", "buy_and_hold")
+
+
+def uncertainty_report(
+    preds: PredictionTable, n_classes: int, evaluate: EvaluateParams, seed: int
+) -> dict[str, Any]:
+    """Block-bootstrap intervals of every predictor's test macro F1 (and the model's gain
+    over each baseline), plus the settings that produced them."""
+    intervals = bootstrap_macro_f1(
+        preds.dates,
+        preds.y_true,
+        preds.predicted,
+        n_classes,
+        n_boot=evaluate.bootstrap_samples,
+        block_days=evaluate.bootstrap_block_days,
+        confidence=evaluate.confidence,
+        seed=seed,
+    )
+    return {
+        "confidence": evaluate.confidence,
+        "n_resamples": evaluate.bootstrap_samples,
+        "block_days": evaluate.bootstrap_block_days,
+        "n_dates": len(np.unique(preds.dates)),
+        **intervals,
+    }
+
+
+def backtest_report(
+    preds: PredictionTable,
+    classes: list[str],
+    n_symbols: int,
+    horizon: int,
+    stride: int,
+    cost_bps: float,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The model's predictions backtested against buy-and-hold (see backtest.py)."""
+    return run_backtest(
+        preds.dates,
+        preds.symbols,
+        n_symbols,
+        preds.forward_return,
+        preds.predicted["model"],
+        classes,
+        horizon=horizon,
+        stride=stride,
+        cost_bps=cost_bps,
+    )
+
+
+@dataclass(frozen=True)
+class Results:
+    uncertainty: dict[str, Any]  # block-bootstrap intervals of test macro F1
+    backtest: dict[str, Any]  # strategy and buy-and-hold performance
+    equity: list[dict[str, Any]]  # equity-curve rows (EQUITY_COLUMNS)
+
+
+def compute_results(predictions: Path, meta: dict[str, Any], params: Params) -> Results:
+    """Read the test predictions and compute the intervals and the backtest."""
+    classes = list(meta["classes"])
+    preds = read_predictions(predictions, classes, meta["symbols"])
+    uncertainty = uncertainty_report(preds, len(classes), params.evaluate, params.seed)
+    backtest, equity = backtest_report(
+        preds,
+        classes,
+        n_symbols=len(meta["symbols"]),
+        horizon=int(meta["horizon"]),
+        stride=params.data.stride,
+        cost_bps=params.evaluate.cost_bps,
+    )
+    return Results(uncertainty, backtest, equity)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def write_results(results: Results, bootstrap: Path, backtest: Path, equity: Path) -> None:
+    """The two DVC metrics files and the equity-curve TSV (a DVC plot)."""
+    _write_json(bootstrap, results.uncertainty)
+    _write_json(backtest, results.backtest)
+    with atomic_file(equity) as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(EQUITY_COLUMNS), delimiter="\t")
+        writer.writeheader()
+        writer.writerows(results.equity)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:+.1f}%"
+
+
+def _summary_line(name: str, m: dict[str, Any]) -> str:
+    sharpe = "n/a" if m["sharpe"] is None else f"{m['sharpe']:.2f}"
+    hit = "n/a" if m["hit_rate"] is None else f"{100 * m['hit_rate']:.0f}%"
+    return (
+        f"{name}: total {_pct(m['total_return'])}, annual {_pct(m['annual_return'])}, "
+        f"Sharpe {sharpe}, max drawdown {100 * m['max_drawdown']:.1f}%, hit rate {hit}"
+    )
+
+
+def plot_equity(backtest: dict[str, Any], rows: list[dict[str, Any]], out: Path, dpi: int) -> None:
+    """Equity of the strategy and of buy-and-hold on the test split, with the key numbers
+    and the cost assumption written on the figure."""
+    fig, ax = plt.subplots(figsize=(10, 5))
+    title = f"Backtest on the test split ({backtest['costs']})"
+    if not rows:
+        ax.set_title(title)
+        ax.text(0.5, 0.5, f"No backtest: {backtest['skipped']}", ha="center", va="center")
+        ax.set_axis_off()
+    else:
+        dates = np.array([r["date"] for r in rows], dtype="datetime64[D]")
+        for key, label in (("strategy", "model: long up / short down"), ("buy_and_hold", None)):
+            ax.plot(dates, [r[key] for r in rows], label=label or "buy and hold")
+        ax.axhline(1.0, color="grey", linewidth=0.8)
+        ax.set_title(
+            f"{title}\nequal weight per symbol, rebalanced every "
+            f"{backtest['rebalance_days']} trading days"
+        )
+        ax.set_xlabel("date")
+        ax.set_ylabel("equity (start = 1)")
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left")
+        text = "\n".join(
+            _summary_line(n, backtest[k])
+            for n, k in (("model", "strategy"), ("buy and hold", "buy_and_hold"))
+        )
+        ax.text(
+            0.99,
+            0.02,
+            text,
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=8,
+            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "grey"},
+        )
+    fig.tight_layout()
+    fig.savefig(out, dpi=dpi)
+    plt.close(fig)
+
+
+def plot_f1_intervals(uncertainty: dict[str, Any], names: list[str], out: Path, dpi: int) -> None:
+    """Test macro F1 of each predictor with its block-bootstrap interval: if the model's
+    interval overlaps a baseline's, the test split cannot tell them apart."""
+    fig, ax = plt.subplots(figsize=(9, 0.8 * len(names) + 1.8))
+    level = round(100 * uncertainty["confidence"])
+    for i, name in enumerate(names):
+        entry = uncertainty[name]
+        low, high, point = entry["f1_macro_ci_low"], entry["f1_macro_ci_high"], entry["f1_macro"]
+        ax.plot([low, high], [i, i], color="C0", linewidth=3)
+        ax.plot([point], [i], "o", color="C1")
+        text = f"{point:.3f} [{low:.3f}, {high:.3f}]"
+        if "model_gain" in entry:
+            text += (
+                f"\nmodel minus {name}: {entry['model_gain']:+.3f} "
+                f"[{entry['model_gain_ci_low']:+.3f}, {entry['model_gain_ci_high']:+.3f}]"
+            )
+        ax.annotate(text, (high, i), xytext=(6, 0), textcoords="offset points", fontsize=8,
+                    va="center")  # fmt: skip
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel("test macro F1")
+    ax.set_title(
+        f"Test macro F1 with {level}% block-bootstrap intervals\n"
+        f"({uncertainty['n_resamples']} resamples of blocks of "
+        f"{uncertainty['block_days']} test dates)"
+    )
+    lo = min(uncertainty[n]["f1_macro_ci_low"] for n in names)
+    hi = max(uncertainty[n]["f1_macro_ci_high"] for n in names)
+    ax.set_xlim(max(0.0, lo - 0.05), hi + 0.3)  # room for the labels right of the bars
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=dpi)
+    plt.close(fig)
+
+
+def format_results(results: Results, names: list[str]) -> str:
+    """A few lines for the stage log: the intervals and the backtest."""
+    u = results.uncertainty
+    lines = [f"test macro F1, {round(100 * u['confidence'])}% block-bootstrap interval:"]
+    for name in names:
+        e = u[name]
+        line = f"  {name:<10} {e['f1_macro']:.4f} [{e['f1_macro_ci_low']:.4f}, "
+        line += f"{e['f1_macro_ci_high']:.4f}]"
+        if "model_gain" in e:
+            line += f"  model gain [{e['model_gain_ci_low']:+.4f}, {e['model_gain_ci_high']:+.4f}]"
+        lines.append(line)
+    b = results.backtest
+    lines.append(f"backtest ({b['costs']}):")
+    if "skipped" in b:
+        lines.append(f"  skipped: {b['skipped']}")
+    else:
+        pairs = (("model", "strategy"), ("buy and hold", "buy_and_hold"))
+        lines += [f"  {_summary_line(name, b[key])}" for name, key in pairs]
+    return "\n".join(lines)
