@@ -43,6 +43,8 @@ def test_train_best_ddp_two_cpu_processes(
             str(out / "metrics.json"),
             "--confusion",
             str(out / "confusion.csv"),
+            "--predictions",
+            str(out / "predictions.csv"),
         ],
         cwd=tmp_path,
         capture_output=True,

@@ -30,6 +30,14 @@ def test_network_shapes_channels_and_drop_path(make_params) -> None:
     assert rates and math.isclose(max(rates), 0.25, rel_tol=0.2)
 
 
+@pytest.mark.parametrize("backbone", ["mobilenetv3_small_050", "resnet10t", "dm_nfnet_f0"])
+def test_other_timm_families_build_and_run(make_params, backbone: str) -> None:
+    params = make_params({"model": {"backbone": backbone, "image_size": 32}})
+    net = StockClassifierNet(params.model, in_channels=2, num_classes=4)
+    logits, aux = net(torch.randn(2, 2, 32))
+    assert logits.shape == (2, 4) and aux.shape == (2, 4)
+
+
 def test_param_groups_split_lr_and_weight_decay(make_params) -> None:
     params = make_params()
     net = StockClassifierNet(params.model, in_channels=2, num_classes=3)

@@ -37,8 +37,8 @@ class StockClassifierNet(nn.Module):
         if params.pretrained_path:
             load_backbone_weights(self.backbone, Path(params.pretrained_path))
         self.aux_index = len(self.backbone.feature_info) - 2
-        aux_channels = self.backbone.feature_info[self.aux_index]["num_chs"]
-        self.head = nn.Linear(self.backbone.num_features, num_classes)
+        pooled_features, aux_channels = self._probe_widths(image_channels, params.image_size)
+        self.head = nn.Linear(pooled_features, num_classes)
         self.aux_head = nn.Sequential(
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(aux_channels, num_classes)
         )
@@ -46,6 +46,22 @@ class StockClassifierNet(nn.Module):
         self.channels_last = channels_last
         if channels_last:
             self.to(memory_format=torch.channels_last)
+
+    @torch.no_grad()
+    def _probe_widths(self, image_channels: int, image_size: int) -> tuple[int, int]:
+        """Widths of the pooled features and of the auxiliary head's feature map, found by
+        one probe forward pass: timm's metadata differs per family (MobileNetV3 pools to
+        ``head_hidden_size``, not ``num_features``, and its intermediate indices do not
+        line up with ``feature_info``)."""
+        was_training = self.backbone.training
+        self.backbone.eval()  # no BatchNorm statistics from the all-zero probe
+        probe = torch.zeros(1, image_channels, image_size, image_size)
+        final, (intermediate,) = self.backbone.forward_intermediates(
+            probe, indices=[self.aux_index]
+        )
+        pooled = self.backbone.forward_head(final)
+        self.backbone.train(was_training)
+        return pooled.shape[1], intermediate.shape[1]
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         images = self.encoder(x)  # B x C*E x S x S
