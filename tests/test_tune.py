@@ -5,6 +5,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+import tune_fakes
 import yaml
 
 import stockclf.tuning.objective as objective_module
@@ -18,45 +19,21 @@ from stockclf.tuning.study import (
 )
 
 
-def load(params) -> optuna.Study:
-    names = optuna.get_all_study_names(params.tune.storage)
-    assert len(names) == 1
-    return optuna.load_study(study_name=names[0], storage=params.tune.storage)
-
-
-def fake_training(value_of):
-    """Replace training by a cheap function of the suggested params (same call shape)."""
-
-    class Stopper:
-        def __init__(self, score: float) -> None:
-            self.best_score = score
-
-    class Trainer:
-        def __init__(self, score: float) -> None:
-            self.early_stopping_callback = Stopper(score)
-
-    def train_model(params, prepared_dir, max_epochs, live_dir, monitor, mode, callbacks, **kw):
-        Path(live_dir).mkdir(parents=True, exist_ok=True)
-        return None, Trainer(value_of(params)), None
-
-    return train_model
-
-
 def test_resume_runs_only_missing_trials_with_new_params(
     make_params, tiny_prepared: Path, tmp_path: Path, monkeypatch
 ) -> None:
     monkeypatch.setattr(
-        objective_module, "train_model", fake_training(lambda p: p.train.lr_head * 10)
+        objective_module, "train_model", tune_fakes.fake_train_model(lambda p: p.train.lr_head * 10)
     )
     out = TuneOutputs(tmp_path / "tuning")
     params = make_params({"tune": {"n_trials": 3, "pruner": "none"}})
     first = run_tune(params, tiny_prepared, out)
     assert first["n_complete"] == 3
-    before = [t.params for t in load(params).trials]
+    before = [t.params for t in tune_fakes.load_only_study(params).trials]
 
     more = make_params({"tune": {"n_trials": 5, "pruner": "none"}})
     second = run_tune(more, tiny_prepared, out)
-    study = load(more)
+    study = tune_fakes.load_only_study(more)
     assert second["n_complete"] == 5 and len(study.trials) == 5
     assert [t.params for t in study.trials[:3]] == before  # earlier trials kept
     for new in study.trials[3:]:  # reseeded sampler: the resumed trials are new points
@@ -64,7 +41,7 @@ def test_resume_runs_only_missing_trials_with_new_params(
 
     # nothing missing: a rerun adds no trial
     run_tune(more, tiny_prepared, out)
-    assert len(load(more).trials) == 5
+    assert len(tune_fakes.load_only_study(more).trials) == 5
 
     best = yaml.safe_load(out.best_params.read_text())
     assert set(best) == set(more.tune.parameter_ranges)
@@ -92,10 +69,10 @@ def test_failed_trials_are_recorded_and_the_study_goes_on(
             return math.nan
         return 0.5
 
-    monkeypatch.setattr(objective_module, "train_model", fake_training(value_of))
+    monkeypatch.setattr(objective_module, "train_model", tune_fakes.fake_train_model(value_of))
     params = make_params({"tune": {"n_trials": 2, "pruner": "none"}})
     summary = run_tune(params, tiny_prepared, TuneOutputs(tmp_path / "tuning"))
-    study = load(params)
+    study = tune_fakes.load_only_study(params)
     states = [t.state for t in study.trials]
     assert states[:2] == [optuna.trial.TrialState.FAIL] * 2
     assert states[2:] == [optuna.trial.TrialState.COMPLETE] * 2
@@ -113,20 +90,10 @@ def test_every_trial_failing_stops_with_a_clear_error(
     def broken(params):
         raise ValueError("broken backbone")
 
-    monkeypatch.setattr(objective_module, "train_model", fake_training(broken))
+    monkeypatch.setattr(objective_module, "train_model", tune_fakes.fake_train_model(broken))
     params = make_params({"tune": {"n_trials": 2, "pruner": "none"}})
     with pytest.raises(RuntimeError, match=r"no trial completed \(3 failed: \['ValueError: broken"):
         run_tune(params, tiny_prepared, TuneOutputs(tmp_path / "tuning"))
-
-
-@pytest.fixture
-def one_torch_thread():
-    """Tiny models train faster on one thread, and far faster when other processes share
-    the cores (measured on 2 busy cores: 1.6-1.9 s a tiny training vs 8-23 s on 2)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_real_training_trials_with_pruner(
@@ -145,7 +112,7 @@ def test_real_training_trials_with_pruner(
     for number in (0, 1):
         f1 = out.trials / f"trial_{number:04d}" / "plots" / "metrics" / "val" / "f1.tsv"
         assert len(f1.read_text().splitlines()) >= 2  # header + at least one epoch
-    study = load(params)
+    study = tune_fakes.load_only_study(params)
     assert all(len(t.intermediate_values) >= 1 for t in study.trials)  # reported for pruning
     # keep_top_k: 1 -> only the best trial keeps its checkpoint, a loadable Lightning file
     kept = sorted(p.parent.name for p in out.trials.glob("trial_*/checkpoint"))

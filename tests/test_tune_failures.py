@@ -9,58 +9,22 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+import tune_fakes
 
 import stockclf.tuning.objective as objective_module
 from stockclf.training.module import StockClassifier
 from stockclf.tuning.runner import TuneOutputs, run_tune
 from stockclf.tuning.signals import TuneInterrupted
-from stockclf.tuning.storage import open_tuning_storage
 
 FAIL = optuna.trial.TrialState.FAIL
 COMPLETE = optuna.trial.TrialState.COMPLETE
 WAITING = optuna.trial.TrialState.WAITING
 
 
-def load(params) -> optuna.Study:
-    storage = open_tuning_storage(params.tune.storage)
-    (name,) = optuna.get_all_study_names(storage)
-    return optuna.load_study(study_name=name, storage=storage)
-
-
 def journal(params, root: Path):
     """The same params on a journal file: ~5 ms per storage write instead of ~100 ms."""
     storage = f"journal:///{root / 'tuning' / 'study.journal'}"
     return params.model_copy(update={"tune": params.tune.model_copy(update={"storage": storage})})
-
-
-class Stopper:
-    def __init__(self, score: float) -> None:
-        self.best_score = score
-
-
-class FakeTrainer:
-    def __init__(self, score: float) -> None:
-        self.early_stopping_callback = Stopper(score)
-
-
-def fake_train_model(value_of):
-    """Replace ``train_model`` (same call shape) by ``value_of(params)``."""
-
-    def train_model(params, prepared_dir, max_epochs, live_dir, monitor, mode, callbacks, **kw):
-        Path(live_dir).mkdir(parents=True, exist_ok=True)
-        return None, FakeTrainer(value_of(params)), None
-
-    return train_model
-
-
-@pytest.fixture
-def one_torch_thread():
-    """Tiny models train faster on one thread, and far faster when other processes share
-    the cores (measured on 2 busy cores: 1.6-1.9 s a tiny training vs 8-23 s on 2)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_nan_loss_in_real_training_fails_the_trial_with_its_reason(
@@ -88,7 +52,7 @@ def test_nan_loss_in_real_training_fails_the_trial_with_its_reason(
     summary = run_tune(
         params, tiny_prepared, TuneOutputs(tmp_path / "tuning"), callbacks=[stop_poisoning]
     )
-    first, second = load(params).trials
+    first, second = tune_fakes.load_only_study(params).trials
     assert first.state == FAIL and second.state == COMPLETE
     assert first.user_attrs["failure"] == "nonfinite"
     assert first.user_attrs["fail_reason"].startswith("NonFiniteLossError: training loss is nan")
@@ -100,10 +64,12 @@ def test_non_finite_metric_fails_the_trial(
     make_params, tiny_prepared: Path, tmp_path: Path, monkeypatch
 ) -> None:
     values = iter([math.inf, 0.4])
-    monkeypatch.setattr(objective_module, "train_model", fake_train_model(lambda p: next(values)))
+    monkeypatch.setattr(
+        objective_module, "train_model", tune_fakes.fake_train_model(lambda p: next(values))
+    )
     params = journal(make_params({"tune": {"n_trials": 1, "pruner": "none"}}), tmp_path)
     run_tune(params, tiny_prepared, TuneOutputs(tmp_path / "tuning"))
-    first, second = load(params).trials
+    first, second = tune_fakes.load_only_study(params).trials
     assert first.state == FAIL and first.user_attrs["fail_reason"] == "val_f1 is inf"
     assert first.user_attrs["failure"] == "nonfinite" and second.state == COMPLETE
 
@@ -135,10 +101,10 @@ def test_out_of_memory_is_freed_before_the_next_trial(
             raise MemoryError("cannot allocate 64 MiB")
         return 0.5
 
-    monkeypatch.setattr(objective_module, "train_model", fake_train_model(value_of))
+    monkeypatch.setattr(objective_module, "train_model", tune_fakes.fake_train_model(value_of))
     params = journal(make_params({"tune": {"n_trials": 2, "pruner": "none"}}), tmp_path)
     summary = run_tune(params, tiny_prepared, TuneOutputs(tmp_path / "tuning"))
-    trials = load(params).trials
+    trials = tune_fakes.load_only_study(params).trials
     assert [t.state for t in trials] == [FAIL, FAIL, COMPLETE, COMPLETE]
     assert trials[0].user_attrs["failure"] == trials[1].user_attrs["failure"] == "oom"
     assert trials[0].user_attrs["fail_reason"] == (
@@ -163,10 +129,10 @@ def test_any_other_exception_keeps_its_traceback(
         return 0.25
 
     broken_loader.calls = 0
-    monkeypatch.setattr(objective_module, "train_model", fake_train_model(broken_loader))
+    monkeypatch.setattr(objective_module, "train_model", tune_fakes.fake_train_model(broken_loader))
     params = journal(make_params({"tune": {"n_trials": 1, "pruner": "none"}}), tmp_path)
     run_tune(params, tiny_prepared, TuneOutputs(tmp_path / "tuning"))
-    failed, done = load(params).trials
+    failed, done = tune_fakes.load_only_study(params).trials
     assert failed.state == FAIL and done.state == COMPLETE
     assert failed.user_attrs["failure"] == "error"
     assert failed.user_attrs["fail_reason"] == "KeyError: 'val_f1'"
@@ -186,7 +152,7 @@ def test_signal_during_a_trial_fails_it_and_the_rerun_retries_it(
             raise AssertionError("the signal should have interrupted the trial")
         return params.train.lr_head
 
-    monkeypatch.setattr(objective_module, "train_model", fake_train_model(value_of))
+    monkeypatch.setattr(objective_module, "train_model", tune_fakes.fake_train_model(value_of))
     before = signal.getsignal(signum)
     out = TuneOutputs(tmp_path / "tuning")
     params = journal(
@@ -197,7 +163,7 @@ def test_signal_during_a_trial_fails_it_and_the_rerun_retries_it(
     assert err.value.exit_code == 128 + signum
     assert signal.getsignal(signum) is before  # handlers restored
 
-    trials = load(params).trials
+    trials = tune_fakes.load_only_study(params).trials
     assert [t.state for t in trials] == [COMPLETE, FAIL, WAITING]
     name = signal.Signals(signum).name
     assert trials[1].user_attrs["failure"] == "interrupted"
@@ -205,7 +171,7 @@ def test_signal_during_a_trial_fails_it_and_the_rerun_retries_it(
     assert trials[2].params == trials[1].params  # queued again, same point
 
     summary = run_tune(params, tiny_prepared, out)
-    trials = load(params).trials
+    trials = tune_fakes.load_only_study(params).trials
     assert [t.state for t in trials] == [COMPLETE, FAIL, COMPLETE, COMPLETE]
     assert trials[2].system_attrs["failed_trial"] == 1 and calls[2] == calls[1]
     assert "fail_reason" not in trials[2].user_attrs  # the retry does not inherit it

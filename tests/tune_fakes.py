@@ -50,3 +50,35 @@ def quick(
 ) -> float:
     """:func:`stepwise` without the sleeps."""
     return stepwise(params, prepared_dir, trial, live_dir, checkpoint_dir, epoch_s=0.0)
+
+
+class _Stopper:
+    def __init__(self, score: float) -> None:
+        self.best_score = score
+
+
+class FakeTrainer:
+    """What the objective reads from a Lightning trainer: early stopping's best score."""
+
+    def __init__(self, score: float) -> None:
+        self.early_stopping_callback = _Stopper(score)
+
+
+def fake_train_model(value_of):
+    """Replace ``train_model`` (same call shape) by ``value_of(params)``, for monkeypatching
+    ``stockclf.tuning.objective.train_model`` in the test process."""
+
+    def train_model(params, prepared_dir, max_epochs, live_dir, monitor, mode, callbacks, **kw):
+        Path(live_dir).mkdir(parents=True, exist_ok=True)
+        return None, FakeTrainer(value_of(params)), None
+
+    return train_model
+
+
+def load_only_study(params: Params) -> optuna.Study:
+    """The one study in ``tune.storage``."""
+    from stockclf.tuning.storage import open_tuning_storage
+
+    storage = open_tuning_storage(params.tune.storage)
+    (name,) = optuna.get_all_study_names(storage)
+    return optuna.load_study(study_name=name, storage=storage)
