@@ -99,7 +99,7 @@ def test_figures_are_readable_pngs(pipeline_repo: Path) -> None:
         "training_curves": (400, 1000),
         "confusion_matrix": (450, 500),
         "f1_intervals": (500, 900),
-        "equity_curve": (500, 1000),
+        "equity_curve": (550, 1000),
     }
     for name, size in sizes.items():
         image = imread(pipeline_repo / "reports/figures" / f"{name}.png")

@@ -201,7 +201,7 @@ def test_storage_urls_and_errors(tmp_path) -> None:
 @pytest.mark.skipif(
     not os.environ.get("STOCKCLF_TEST_POSTGRES_URL"),
     reason="no PostgreSQL server: set STOCKCLF_TEST_POSTGRES_URL="
-    "(e.g. postgresql+psycopg2://USER@127.0.0.1:5432/DB) to run this test",
+    "(e.g. postgresql://USER@127.0.0.1:5432/DB) to run this test",
 )
 def test_cli_study_show_reads_postgresql(tmp_path) -> None:
     url = os.environ["STOCKCLF_TEST_POSTGRES_URL"]
@@ -263,9 +263,9 @@ def test_result_reports_and_figures(make_params, tmp_path) -> None:
     assert lines[0] == "date\tyear\tstrategy\tbuy_and_hold" and len(lines) == n_days // 5 + 2
     assert lines[1] == "2016-01-04\t2016.0082\t1.0\t1.0"  # 3 / 366 days into 2016
     plot_equity(results.backtest, results.equity, tmp_path / "equity.png", dpi=50)
-    assert_real_png(tmp_path / "equity.png", (250, 500))
+    assert_real_png(tmp_path / "equity.png", (275, 500))
     plot_f1_intervals(results.uncertainty, list(PREDICTORS), tmp_path / "f1.png", dpi=50)
     assert imread(tmp_path / "f1.png")[..., :3].std() > 0.02
     skipped = {"costs": "no transaction costs", "skipped": "no known forward return"}
     plot_equity(skipped, [], tmp_path / "none.png", dpi=50)
-    assert_real_png(tmp_path / "none.png", (250, 500))
+    assert_real_png(tmp_path / "none.png", (275, 500))

@@ -130,7 +130,7 @@ def _summary_line(name: str, m: dict[str, Any]) -> str:
 def plot_equity(backtest: dict[str, Any], rows: list[dict[str, Any]], out: Path, dpi: int) -> None:
     """Equity of the strategy and of buy-and-hold on the test split, with the key numbers
     and the cost assumption written on the figure."""
-    fig, ax = plt.subplots(figsize=(10, 5))
+    fig, ax = plt.subplots(figsize=(10, 5.5))
     title = f"Backtest on the test split ({backtest['costs']})"
     if not rows:
         ax.set_title(title)
@@ -154,16 +154,8 @@ def plot_equity(backtest: dict[str, Any], rows: list[dict[str, Any]], out: Path,
             _summary_line(n, backtest[k])
             for n, k in (("model", "strategy"), ("buy and hold", "buy_and_hold"))
         )
-        ax.text(
-            0.99,
-            0.02,
-            text,
-            transform=ax.transAxes,
-            ha="right",
-            va="bottom",
-            fontsize=8,
-            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "grey"},
-        )
+        # Below the axes, where it cannot cover a curve.
+        ax.text(0.5, -0.14, text, transform=ax.transAxes, ha="center", va="top", fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=dpi)
     plt.close(fig)
