@@ -93,6 +93,26 @@ def tiny_prepared(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def fit_tiny(tiny_prepared: Path, tmp_path: Path):
+    """``train_model`` on ``tiny_prepared`` for 2 epochs on val_f1, curves in ``tmp_path/live``."""
+    from stockclf.training.run import train_model
+
+    def _fit(params: Params, live: str = "live", max_epochs: int = 2, **kwargs: Any):
+        return train_model(
+            params,
+            tiny_prepared,
+            max_epochs=max_epochs,
+            live_dir=tmp_path / live,
+            monitor="val_f1",
+            mode="max",
+            progress_bar=False,
+            **kwargs,
+        )
+
+    return _fit
+
+
+@pytest.fixture
 def one_torch_thread():
     """Tiny models train faster on one thread, and far faster when other processes share
     the cores (measured on 2 busy cores: 1.6-1.9 s a tiny training vs 8-23 s on 2)."""

@@ -8,7 +8,6 @@ import torch
 from stockclf.config import load_params
 from stockclf.data.prepare import prepare
 from stockclf.evaluation.scoring import predict
-from stockclf.training.run import train_model
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -28,19 +27,11 @@ def test_prepare_is_byte_identical(repo_root: Path, tmp_path: Path) -> None:
     assert len(a) >= 16 and a == b  # same md5 per file = the same DVC hashes
 
 
-def test_cpu_training_is_deterministic(make_params, tiny_prepared: Path, tmp_path: Path) -> None:
+def test_cpu_training_is_deterministic(fit_tiny, make_params) -> None:
     params = make_params({"model": {"drop_path_rate": 0.2}})  # randomness inside the model too
     runs = []
     for name in ("a", "b"):
-        module, trainer, data = train_model(
-            params,
-            tiny_prepared,
-            max_epochs=2,
-            live_dir=tmp_path / name,
-            monitor="val_f1",
-            mode="max",
-            progress_bar=False,
-        )
+        module, trainer, data = fit_tiny(params, live=name)
         runs.append(
             (
                 {k: float(v) for k, v in trainer.callback_metrics.items()},
@@ -53,13 +44,5 @@ def test_cpu_training_is_deterministic(make_params, tiny_prepared: Path, tmp_pat
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
     assert (pred_a == pred_b).all()
     different = make_params({"model": {"drop_path_rate": 0.2}, "seed": 7})
-    module, _, _ = train_model(
-        different,
-        tiny_prepared,
-        max_epochs=2,
-        live_dir=tmp_path / "c",
-        monitor="val_f1",
-        mode="max",
-        progress_bar=False,
-    )
+    module, _, _ = fit_tiny(different, live="c")
     assert not all(torch.equal(module.state_dict()[k], state_a[k]) for k in state_a)

@@ -17,7 +17,6 @@ from stockclf.training.datamodule import resolve_num_workers
 from stockclf.training.module import NonFiniteLossError, StockClassifier
 from stockclf.training.network import StockClassifierNet, load_backbone_weights
 from stockclf.training.optim import param_groups, warmup_cosine
-from stockclf.training.run import train_model
 
 
 def test_network_shapes_channels_and_drop_path(make_params) -> None:
@@ -80,9 +79,7 @@ def test_agc_clips_backbone_not_heads(make_params) -> None:
     assert all(torch.all(p.grad == 100.0) for p in module.net.head_parameters())
 
 
-def test_fit_applies_agc_and_schedule(
-    make_params, tiny_prepared: Path, tmp_path: Path, monkeypatch
-) -> None:
+def test_fit_applies_agc_and_schedule(fit_tiny, make_params, tmp_path: Path, monkeypatch) -> None:
     calls = []
     original = StockClassifier.configure_gradient_clipping
 
@@ -92,15 +89,7 @@ def test_fit_applies_agc_and_schedule(
 
     monkeypatch.setattr(StockClassifier, "configure_gradient_clipping", spy)
     params = make_params({"train": {"lr_decay_rate": 0.1, "warmup_epochs": 0}})
-    _, trainer, _ = train_model(
-        params,
-        tiny_prepared,
-        max_epochs=2,
-        live_dir=tmp_path / "live",
-        monitor="val_f1",
-        mode="max",
-        progress_bar=False,
-    )
+    _, trainer, _ = fit_tiny(params)
     steps = trainer.global_step
     assert steps == 2 * params.train.max_train_batches
     assert len(calls) == steps  # AGC ran before every optimizer step
@@ -112,34 +101,17 @@ def test_fit_applies_agc_and_schedule(
     assert 0.0 <= float(trainer.callback_metrics["val_f1"]) <= 1.0
 
 
-def test_non_finite_loss_raises(make_params, tiny_prepared: Path, tmp_path: Path) -> None:
+def test_non_finite_loss_raises(fit_tiny, make_params) -> None:
     params = make_params({"train": {"lr_head": 1e30, "lr_backbone": 1e30, "agc_clip_factor": 0}})
     with pytest.raises(NonFiniteLossError, match="training loss is"):
-        train_model(
-            params,
-            tiny_prepared,
-            max_epochs=2,
-            live_dir=tmp_path / "live",
-            monitor="val_f1",
-            mode="max",
-            progress_bar=False,
-        )
+        fit_tiny(params)
 
 
 def test_checkpoint_restores_the_best_epoch(
-    make_params, tiny_prepared: Path, tmp_path: Path
+    fit_tiny, make_params, tiny_prepared: Path, tmp_path: Path
 ) -> None:
     params = make_params({"train": {"early_stopping_patience": 5}})
-    module, trainer, data = train_model(
-        params,
-        tiny_prepared,
-        max_epochs=4,
-        live_dir=tmp_path / "live",
-        monitor="val_f1",
-        mode="max",
-        checkpoint_dir=tmp_path / "ckpt",
-        progress_bar=False,
-    )
+    module, trainer, data = fit_tiny(params, max_epochs=4, checkpoint_dir=tmp_path / "ckpt")
     assert (tmp_path / "ckpt" / "best.ckpt").exists()
     history = (tmp_path / "live" / "plots" / "metrics" / "val" / "f1.tsv").read_text()
     per_epoch = [float(row.split("\t")[1]) for row in history.splitlines()[1:]]

@@ -25,10 +25,6 @@ COMPLETE, FAIL, RUNNING = (
 )
 
 
-def with_tune(params, **changes):
-    return params.model_copy(update={"tune": params.tune.model_copy(update=changes)})
-
-
 def start_stage(params_file: Path, prepared: Path, out: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "STOCKCLF_QUIET": "1"}
     cmd = [sys.executable, str(REPO / "stages/tune.py"), "--params", str(params_file)]
@@ -192,15 +188,17 @@ def test_half_written_journal_line_is_repaired(
     make_params, tiny_prepared: Path, tmp_path: Path
 ) -> None:
     journal = tmp_path / "tuning" / "study.journal"
-    params = with_tune(
-        make_params({"tune": {"n_trials": 2, "pruner": "none"}}), storage=f"journal:///{journal}"
+    params = tune_fakes.on_journal(
+        make_params({"tune": {"n_trials": 2, "pruner": "none"}}), journal
     )
     out = TuneOutputs(tmp_path / "tuning")
     run_tune(params, tiny_prepared, out, train_fn=tune_fakes.quick)
     whole = journal.read_bytes()
     journal.write_bytes(whole + b'{"op_code":5,"worker_id":"crashed-mid-wr')
 
-    summary = run_tune(with_tune(params, n_trials=3), tiny_prepared, out, train_fn=tune_fakes.quick)
+    summary = run_tune(
+        tune_fakes.with_tune(params, n_trials=3), tiny_prepared, out, train_fn=tune_fakes.quick
+    )
     assert summary["n_complete"] == 3
     (backup,) = journal.parent.glob("study.journal.broken-*")
     assert backup.read_bytes().endswith(b"crashed-mid-wr")

@@ -27,14 +27,10 @@ COMPLETE, FAIL, PRUNED = (
 )
 
 
-def with_tune(params, **changes):
-    return params.model_copy(update={"tune": params.tune.model_copy(update=changes)})
-
-
 def journal_params(make_params, root: Path, **tune):
     """Tiny params on a journal file (~5 ms per storage write, vs ~100 ms for SQLite)."""
     params = make_params({"tune": {"pruner": "none", **tune}})
-    return with_tune(params, storage=f"journal:///{root / 'study.journal'}")
+    return tune_fakes.on_journal(params, root / "study.journal")
 
 
 def study_of(params, prepared: Path) -> optuna.Study:
@@ -62,7 +58,9 @@ def test_checkpoints_only_for_the_top_k_trials(
     assert any(len(k) == 2 for _, k in history)
 
     # keep_top_k lowered on a rerun: the extra checkpoint goes, nothing else changes
-    run_tune(with_tune(params, keep_top_k=1), tiny_prepared, out, train_fn=tune_fakes.quick)
+    run_tune(
+        tune_fakes.with_tune(params, keep_top_k=1), tiny_prepared, out, train_fn=tune_fakes.quick
+    )
     best = max(values, key=lambda n: values[n])
     assert {p.parent.name for p in out.trials.glob("trial_*/checkpoint")} == {f"trial_{best:04d}"}
     assert len(list(out.trials.glob("trial_*"))) == 6  # the curves of every trial stay
@@ -72,7 +70,7 @@ def test_journal_storage_snapshot_restores_a_fresh_clone(
     make_params, tiny_prepared: Path, tmp_path: Path, monkeypatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # relative paths, as under `dvc repro`
-    params = with_tune(
+    params = tune_fakes.with_tune(
         make_params({"tune": {"n_trials": 3, "pruner": "none"}}),
         storage="journal:///tuning/study.journal",
     )
@@ -96,7 +94,7 @@ def test_journal_storage_snapshot_restores_a_fresh_clone(
     Path("dvc.lock").write_text(
         yaml.safe_dump({"stages": {"tune": {"outs": [{"path": "tuning/study.db", "md5": "x"}]}}})
     )
-    more = with_tune(params, n_trials=5)
+    more = tune_fakes.with_tune(params, n_trials=5)
     summary = run_tune(more, tiny_prepared, out, train_fn=tune_fakes.quick)
     resumed = study_of(more, tiny_prepared)
     assert summary["n_complete"] == 5
@@ -140,7 +138,7 @@ def test_samplers_and_pruners_are_seeded(
                 },
             }
         )
-        params = with_tune(params, storage=f"journal:///{root / 'study.journal'}")
+        params = tune_fakes.on_journal(params, root / "study.journal")
         run_tune(params, tiny_prepared, TuneOutputs(root / "tuning"), train_fn=tune_fakes.quick)
         return [(t.state, t.params) for t in study_of(params, tiny_prepared).trials]
 

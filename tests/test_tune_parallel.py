@@ -27,10 +27,6 @@ COMPLETE, FAIL, WAITING = (
 PG_URL = os.environ.get("STOCKCLF_TEST_POSTGRES_URL")
 
 
-def with_tune(params, **changes):
-    return params.model_copy(update={"tune": params.tune.model_copy(update=changes)})
-
-
 def check_shared_run(study: optuna.Study, trials_root: Path, n_trials: int) -> None:
     """Exactly n_trials finished, each trial run once, by both workers, in parallel."""
     trials = study.get_trials(deepcopy=False)
@@ -56,7 +52,7 @@ def test_two_worker_processes_share_one_study(
         {"tune": {"n_trials": 6, "n_jobs": 2, "pruner": "none", "tuning_max_epochs": 4}}
     )
     if kind == "journal":
-        params = with_tune(params, storage=f"journal:///{tmp_path / 'tuning' / 'study.journal'}")
+        params = tune_fakes.on_journal(params, tmp_path / "tuning" / "study.journal")
     out = TuneOutputs(tmp_path / "tuning")
     summary = run_tune(params, tiny_prepared, out, train_fn=tune_fakes.stepwise)
     assert summary["stopped"] == "done" and summary["n_complete"] == 6
@@ -75,7 +71,9 @@ def test_a_signal_to_the_stage_fails_the_workers_trials_and_they_are_retried(
     """SIGTERM to the stage reaches its worker processes: each fails its running trial
     (queued again) and exits; the stage exits 143; a rerun finishes the study."""
     params = make_params({"tune": {"n_trials": 4, "n_jobs": 2, "tuning_max_epochs": 20}})
-    params = with_tune(params, storage=f"journal:///{tmp_path / 'study.journal'}", pruner="none")
+    params = tune_fakes.with_tune(
+        params, storage=f"journal:///{tmp_path / 'study.journal'}", pruner="none"
+    )
     out = TuneOutputs(tmp_path / "tuning")
 
     def signal_once_both_workers_train() -> None:
@@ -158,7 +156,7 @@ def test_two_workers_on_postgresql(
     params = make_params(
         {"seed": os.getpid() * 1000 + len(str(tmp_path)), "tune": {"n_trials": 6, "n_jobs": 2}}
     )
-    params = with_tune(params, storage=postgres_url, pruner="none")
+    params = tune_fakes.with_tune(params, storage=postgres_url, pruner="none")
     _, name = identify(params, tiny_prepared)
     out = TuneOutputs(tmp_path / "tuning")
     try:

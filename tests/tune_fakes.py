@@ -1,4 +1,5 @@
-"""Stand-ins for the training of a trial, importable by spawned worker processes.
+"""Test helpers for tuning: stand-ins for the training of a trial (importable by spawned
+worker processes), and small params/study helpers shared by the tune test files.
 
 They follow ``stockclf.tuning.objective.TrainFn``; tests pass them as ``train_fn`` (a
 monkeypatch does not reach a spawned process). Module-level so they pickle by name.
@@ -82,3 +83,13 @@ def load_only_study(params: Params) -> optuna.Study:
     storage = open_tuning_storage(params.tune.storage)
     (name,) = optuna.get_all_study_names(storage)
     return optuna.load_study(study_name=name, storage=storage)
+
+
+def with_tune(params: Params, **changes) -> Params:
+    """``params`` with some ``tune`` keys changed (validated types are kept as given)."""
+    return params.model_copy(update={"tune": params.tune.model_copy(update=changes)})
+
+
+def on_journal(params: Params, path: Path) -> Params:
+    """The same params on a journal file: ~5 ms per storage write instead of ~100 ms."""
+    return with_tune(params, storage=f"journal:///{path}")
