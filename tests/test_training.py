@@ -1,19 +1,18 @@
 import math
-import os
-import sys
 from pathlib import Path
 
 import pytest
 import timm
 import torch
+import yaml
 from safetensors.torch import save_file
 from sklearn.metrics import f1_score
 from timm.layers import DropPath
 
-from stockclf.config import ParamsError
+from stockclf.config import ParamsError, load_params
 from stockclf.data.store import load_split
 from stockclf.evaluation.scoring import predict
-from stockclf.training.datamodule import resolve_num_workers
+from stockclf.training.batches import TensorBatches, place_split
 from stockclf.training.module import NonFiniteLossError, StockClassifier
 from stockclf.training.network import StockClassifierNet, load_backbone_weights
 from stockclf.training.optim import param_groups, warmup_cosine
@@ -162,14 +161,54 @@ def test_bad_pretrained_files_are_clear_errors(make_params, tmp_path: Path) -> N
         load_backbone_weights(net.backbone, other)
 
 
-def test_num_workers_auto_and_unsafe_platforms(monkeypatch) -> None:
-    assert resolve_num_workers("auto", use_gpu=False) == 0  # CPU: cores go to training
-    assert resolve_num_workers("auto", use_gpu=True) == min(2, os.cpu_count() or 1)
-    assert resolve_num_workers(1, use_gpu=False) == 1
-    monkeypatch.setattr(sys, "platform", "win32")
-    with pytest.warns(UserWarning, match="worker processes cannot start"):
-        assert resolve_num_workers(4, use_gpu=True) == 0
-    monkeypatch.setattr(sys, "platform", "darwin")
-    monkeypatch.setattr(sys.modules["__main__"], "__file__", None, raising=False)
-    with pytest.warns(UserWarning):
-        assert resolve_num_workers("auto", use_gpu=True) == 0
+def test_tensor_batches_cover_each_sample_once_in_a_seeded_order() -> None:
+    x = torch.arange(50, dtype=torch.float32).reshape(50, 1, 1)
+    y = torch.arange(50)
+    batches = TensorBatches(x, y, batch_size=16, shuffle=True, seed=3)
+    assert len(batches) == 4
+    epochs = [torch.cat([b for _, b in batches]) for _ in range(2)]
+    assert [len(b) for _, b in batches] == [16, 16, 16, 2]
+    for order in epochs:
+        assert sorted(order.tolist()) == list(range(50))
+    assert epochs[0].tolist() != epochs[1].tolist()  # a new order each epoch
+    again = TensorBatches(x, y, batch_size=16, shuffle=True, seed=3)
+    assert torch.cat([b for _, b in again]).tolist() == epochs[0].tolist()  # seeded
+    xb, yb = next(iter(again))
+    assert torch.equal(xb[:, 0, 0].long(), yb)  # rows stay paired with their labels
+    plain = TensorBatches(x, y, batch_size=16)
+    assert torch.cat([b for _, b in plain]).tolist() == list(range(50))
+
+
+def test_tensor_batches_shard_evenly_across_processes() -> None:
+    x, y = torch.zeros(11, 1, 1), torch.arange(11)
+    shards = [TensorBatches(x, y, 4, shuffle=True, seed=0, rank=r, world_size=3) for r in range(3)]
+    assert [len(s) for s in shards] == [1, 1, 1]  # ceil(11 / 3) = 4 samples each
+    seen = [torch.cat([b for _, b in s]).tolist() for s in shards]
+    assert all(len(s) == 4 for s in seen)
+    assert sorted({i for s in seen for i in s}) == list(range(11))  # 1 padded duplicate
+
+
+def test_place_split_keeps_host_data_for_a_cpu_run() -> None:
+    x, y = torch.zeros(4, 2, 3), torch.zeros(4, dtype=torch.int64)
+    px, py = place_split(x, y, torch.device("cpu"))
+    assert px is x and py is y
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_place_split_on_gpu_when_it_fits_else_pinned() -> None:
+    x, y = torch.randn(64, 2, 8), torch.arange(64)
+    gx, _ = place_split(x, y, torch.device("cuda"))
+    assert gx.is_cuda
+    hx, hy = place_split(x, y, torch.device("cuda"), budget_bytes=16)
+    assert hx.is_pinned() and hy.is_pinned()
+    xb, yb = next(iter(TensorBatches(hx, hy, 8)))
+    assert xb.is_pinned() and torch.equal(xb, x[:8]) and torch.equal(yb, y[:8])
+
+
+def test_removed_num_workers_key_says_what_to_do(tmp_path: Path, repo_params_dict) -> None:
+    repo_params_dict["train"]["num_workers"] = 2
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(repo_params_dict))
+    with pytest.raises(ParamsError, match=r"train\.num_workers: removed: .*delete the key"):
+        load_params(path)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -106,7 +106,6 @@ class TrainParams(_Strict):
     strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
     precision: Literal["auto", "32", "16-mixed", "bf16-mixed"] = "auto"
     channels_last: bool = True
-    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
     max_train_batches: int | None = Field(None, ge=1)
 
 
@@ -235,7 +234,7 @@ class Params(_Strict):
         data = self.model_dump()
         for section, updates in sections.items():
             data[section].update(updates)
-        return _validate(data, "<overrides>")
+        return validate_params(data, "<overrides>")
 
 
 def tunable_is_int(name: str) -> bool:
@@ -244,18 +243,26 @@ def tunable_is_int(name: str) -> bool:
     return owner.model_fields[name].annotation is int
 
 
+#: Keys that older params files have and this version does not, with what to do instead.
+REMOVED_KEYS = {
+    "train.num_workers": "removed: batches are gathered from tensors in memory, so there are "
+    "no DataLoader workers to set; delete the key",
+}
+
+
 def _format_error(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid params"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("FloatRange", "Categ")))
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = REMOVED_KEYS.get(key, "unknown key")
         lines.append(f"  {key or '<root>'}: {msg}")
     return "\n".join(lines)
 
 
-def _validate(data: Any, source: str) -> Params:
+def validate_params(data: Any, source: str) -> Params:
+    """Validate a params mapping (as read from YAML); errors name ``source`` and the key."""
     if not isinstance(data, dict):
         raise ParamsError(f"{source}: expected a mapping at the top level")
     try:
@@ -273,7 +280,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(f"{path}: file not found") from None
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
-    return _validate(data, str(path))
+    return validate_params(data, str(path))
 
 
 def load_best_params(path: str | Path) -> dict[str, Any]:

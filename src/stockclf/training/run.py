@@ -14,7 +14,7 @@ from dvclive.lightning import DVCLiveLogger
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from stockclf.config import Params, TrainParams
-from stockclf.training.datamodule import PreparedDataModule, resolve_num_workers
+from stockclf.training.datamodule import PreparedDataModule
 from stockclf.training.module import StockClassifier
 
 
@@ -36,7 +36,6 @@ def quiet_lightning() -> None:
     """Lightning's tips (no GPU, few workers, ...) drown the progress bars of many trials."""
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*number of training batches.*")
     warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")
 
@@ -60,8 +59,7 @@ def train_model(
     quiet_lightning()
     L.seed_everything(params.seed, workers=True, verbose=False)
     accelerator = resolve_accelerator(params.train)
-    workers = resolve_num_workers(params.train.num_workers, use_gpu=accelerator == "gpu")
-    data = PreparedDataModule(prepared_dir, params.train.batch_size, workers, params.seed)
+    data = PreparedDataModule(prepared_dir, params.train.batch_size, params.seed)
     module = StockClassifier(params.model, params.train, data.in_channels, data.num_classes)
     all_callbacks: list[Callback] = [
         EarlyStopping(monitor, mode=mode, patience=params.train.early_stopping_patience),

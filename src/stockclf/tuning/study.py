@@ -52,7 +52,7 @@ def study_identity(params: Params, fingerprint: str) -> dict[str, Any]:
     train = {
         k: v
         for k, v in params.train.model_dump().items()
-        if k not in tuned and k not in ("max_epochs", "num_workers", "accelerator", "devices")
+        if k not in tuned and k not in ("max_epochs", "accelerator", "devices")
     }
     return {
         "search_space": {
