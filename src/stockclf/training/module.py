@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -17,6 +19,13 @@ from stockclf.training.optim import param_groups, warmup_cosine
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or inf: the run diverged."""
+
+
+class Losses(NamedTuple):
+    total: Tensor  # what training minimises
+    main: Tensor  # the main head's cross-entropy (logged: comparable across splits)
+    aux: Tensor | None  # the auxiliary head's, in training with aux_loss_weight > 0
+    logits: Tensor  # B x num_classes, of the main head
 
 
 class StockClassifier(L.LightningModule):
@@ -60,19 +69,26 @@ class StockClassifier(L.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)[0]
 
+    def losses(self, x: Tensor, y: Tensor) -> Losses:
+        """The losses of a batch. In training mode (with ``aux_loss_weight > 0``) ``total``
+        adds the auxiliary head's cross-entropy, weighted; otherwise it is ``main``."""
+        logits, aux_logits = self.net(x)
+        main = F.cross_entropy(logits, y)
+        if not (self.training and self.model_params.aux_loss_weight > 0):
+            return Losses(main, main, None, logits)
+        aux = F.cross_entropy(aux_logits, y)
+        return Losses(main + self.model_params.aux_loss_weight * aux, main, aux, logits)
+
     def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
         x, y = batch
-        logits, aux_logits = self.net(x)
-        loss = F.cross_entropy(logits, y)  # the main head's loss, comparable across splits
-        self.metrics[f"{split}_metrics"].update(logits.detach(), y)
-        self.log(f"{split}_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=len(y))
-        if split == "train" and self.model_params.aux_loss_weight > 0:
-            aux_loss = F.cross_entropy(aux_logits, y)
-            self.log(
-                "train_aux_loss", aux_loss.detach(), on_epoch=True, on_step=False, batch_size=len(y)
-            )
-            loss = loss + self.model_params.aux_loss_weight * aux_loss
-        return loss
+        losses = self.losses(x, y)
+        self.metrics[f"{split}_metrics"].update(losses.logits.detach(), y)
+        per_epoch = {"on_step": False, "on_epoch": True, "batch_size": len(y)}
+        # the main head's loss is logged: comparable across splits
+        self.log(f"{split}_loss", losses.main.detach(), **per_epoch)
+        if losses.aux is not None:
+            self.log("train_aux_loss", losses.aux.detach(), **per_epoch)
+        return losses.total
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss = self._step(batch, "train")
@@ -102,7 +118,10 @@ class StockClassifier(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_epoch_metrics("test")
 
-    def configure_optimizers(self):
+    def optimizer_and_schedule(
+        self, total_steps: int, max_epochs: int
+    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+        """AdamW over the backbone/head groups, and the per-step warmup + cosine schedule."""
         tp = self.train_params
         groups = param_groups(
             self.net.backbone,
@@ -112,10 +131,15 @@ class StockClassifier(L.LightningModule):
             tp.weight_decay,
         )
         optimizer = torch.optim.AdamW(groups)
-        total = int(self.trainer.estimated_stepping_batches)
-        steps_per_epoch = max(total // max(self.trainer.max_epochs or 1, 1), 1)
-        factor = warmup_cosine(round(tp.warmup_epochs * steps_per_epoch), total, tp.lr_decay_rate)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        steps_per_epoch = max(total_steps // max(max_epochs, 1), 1)
+        warmup = round(tp.warmup_epochs * steps_per_epoch)
+        factor = warmup_cosine(warmup, total_steps, tp.lr_decay_rate)
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    def configure_optimizers(self):
+        optimizer, scheduler = self.optimizer_and_schedule(
+            int(self.trainer.estimated_stepping_batches), self.trainer.max_epochs or 1
+        )
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},

@@ -1,0 +1,147 @@
+"""What every benchmark row shares: the result record, side-by-side timing, and inputs.
+
+A row compares two or more *cases* (Lightning vs a raw loop, channels_last vs not, ...).
+The machines here are shared and noisy, so cases are never timed one after the other in
+blocks: :func:`interleaved` runs repeat ``r`` of every case before repeat ``r + 1`` of any,
+rotating the order, and a row reports medians and their ratio.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stockclf.config import DataParams, Params, validate_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Row:
+    """One measured row of ``RESULTS.md``."""
+
+    number: int
+    measure: str  # what is compared, as in the issue's table
+    target: str  # e.g. "overhead at most 3%"
+    result: str  # the headline figure, e.g. "overhead 1.2%"
+    met: bool | None  # None: the row picks something rather than passing a target
+    method: str  # how it was measured: sizes, repeats, what is timed
+    details: list[str] = field(default_factory=list)  # markdown lines (tables, figures)
+    explanation: str = ""  # why a target is missed, or what was chosen and why
+
+
+@dataclass
+class Context:
+    """Settings of one run of the suite."""
+
+    smoke: bool  # tiny sizes, 1 repeat: checks that the code runs, measures nothing
+    repeats: int  # interleaved repeats per case (median reported); at least 3 unless smoke
+    workdir: Path  # scratch space, deleted after the run
+    command: str  # how this run was started, e.g. "python -m benchmarks --only 1 2"
+
+    def row_command(self, number: int) -> str:
+        """The command that reproduces one row."""
+        return f"python -m benchmarks --only {number}" + (" --smoke" if self.smoke else "")
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def interleaved(cases: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+    """Run each case ``repeats`` times, interleaved and rotated; return each case's figures.
+
+    A case returns its own figure (seconds of the timed part, usually), so that it can
+    leave its setup and warm-up out of the measurement.
+    """
+    names = list(cases)
+    figures: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            figures[name].append(float(cases[name]()))
+    return figures
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    """Wall seconds of one call of ``fn``."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def fmt_seconds(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds:.2f} s"
+
+
+def figures_line(name: str, values: list[float], unit: Callable[[float], str] = fmt_seconds) -> str:
+    """``name: median 12.3 ms (runs 12.1 ms, 12.3 ms, 13.0 ms)`` for the details."""
+    runs = ", ".join(unit(v) for v in values)
+    return f"- {name}: median {unit(median(values))} (runs: {runs})"
+
+
+def merge(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in updates.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+#: Sizes that make every row run in seconds: the smoke mode, which a test runs.
+SMOKE_UPDATES: dict[str, Any] = {
+    "data": {"window": 16},
+    "model": {"image_size": 16, "encodings": ["gasf", "gadf", "mtf"]},
+    "train": {"batch_size": 32, "max_train_batches": 3, "max_epochs": 1},
+    "tune": {"n_trials": 2, "tuning_max_epochs": 1, "n_startup_trials": 1},
+}
+
+
+def repo_params_dict() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+
+
+def bench_params(ctx: Context, updates: dict[str, Any] | None = None) -> Params:
+    """The repository's ``params.yaml`` (the defaults users run), shrunk in smoke mode,
+    plus ``updates``; the tuning storage is moved into the scratch directory."""
+    data = repo_params_dict()
+    if ctx.smoke:
+        data = merge(data, SMOKE_UPDATES)
+    data = merge(data, updates or {})
+    data["data"]["source"] = str(REPO / "data" / "sample")
+    data["tune"]["storage"] = f"sqlite:///{ctx.workdir / 'tuning' / 'study.db'}"
+    return validate_params(data, "<benchmark params>")
+
+
+def prepared_data(ctx: Context, params: Params) -> Path:
+    """The bundled sample prepared with ``params.data`` (once per distinct data section)."""
+    return _prepared(ctx.workdir, params.data.model_dump_json())
+
+
+@cache
+def _prepared(workdir: Path, data_json: str) -> Path:
+    from stockclf.data.prepare import prepare
+
+    data = DataParams.model_validate_json(data_json)
+    out = workdir / f"prepared-{hashlib.sha1(data_json.encode()).hexdigest()[:10]}"
+    prepare(data, out, REPO / "data" / "sample")
+    return out
+
+
+def quote(args: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in args)

@@ -1,0 +1,111 @@
+"""``python -m benchmarks``: run the rows, write ``RESULTS.md``.
+
+Each row is a function ``(Context) -> Row`` in one of the row modules; a row that raises is
+reported as an error in the file (and makes the exit status 1) without losing the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from benchmarks.common import REPO, Context, Row, quote
+from benchmarks.report import machine, render
+
+#: row number -> "module:function", in the order of the issue's table.
+ROWS: dict[int, str] = {
+    1: "benchmarks.training_rows:lightning_overhead",
+    2: "benchmarks.training_rows:encoder_share",
+    3: "benchmarks.training_rows:data_path_headroom",
+    4: "benchmarks.tuning_rows:pruning_savings",
+    5: "benchmarks.tuning_rows:trial_overhead",
+    6: "benchmarks.dvc_rows:noop_repro_vs_status",
+    7: "benchmarks.training_rows:cpu_speedups",
+}
+
+
+def run_row(number: int, ctx: Context) -> Row:
+    module_name, func_name = ROWS[number].split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    return func(ctx)
+
+
+def failed_row(number: int, error: BaseException) -> Row:
+    tb = "".join(traceback.format_exception(error)).rstrip()
+    return Row(
+        number=number,
+        measure=ROWS[number],
+        target="",
+        result=f"error: {type(error).__name__}",
+        met=False,
+        method="The row raised an error:",
+        details=["```", tb, "```"],
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, 1 repeat (a test)")
+    parser.add_argument("--only", type=int, nargs="+", choices=sorted(ROWS), metavar="N")
+    parser.add_argument("--repeats", type=int, default=None, help="default 3 (1 with --smoke)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default benchmarks/RESULTS.md (smoke: not written)"
+    )
+    parser.add_argument("--keep-workdir", action="store_true", help="keep the scratch files")
+    args = parser.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 1 if args.smoke else 3
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    if not args.smoke and args.repeats < 3:
+        parser.error("--repeats: at least 3 outside --smoke (a median of fewer is no median)")
+    if args.out is None and not args.smoke:
+        args.out = REPO / "benchmarks" / "RESULTS.md"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("STOCKCLF_QUIET", "1")  # no per-trial chatter in the measured runs
+    numbers = args.only or sorted(ROWS)
+    workdir = Path(tempfile.mkdtemp(prefix="stockclf-bench-"))
+    command = quote(["python", "-m", "benchmarks", *(argv if argv is not None else sys.argv[1:])])
+    ctx = Context(smoke=args.smoke, repeats=args.repeats, workdir=workdir, command=command)
+    info = machine()
+    start = time.perf_counter()
+    rows: list[Row] = []
+    try:
+        for number in numbers:
+            print(f"[benchmarks] row {number}: {ROWS[number]}", file=sys.stderr, flush=True)
+            row_start = time.perf_counter()
+            try:
+                row = run_row(number, ctx)
+            except Exception as error:  # reported in the file; the other rows still run
+                row = failed_row(number, error)
+            rows.append(row)
+            seconds = time.perf_counter() - row_start
+            print(
+                f"[benchmarks] row {number}: {row.result} ({seconds:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+    finally:
+        if not args.keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    text = render(ctx, info, rows, time.perf_counter() - start)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_name(args.out.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(args.out)
+        print(f"[benchmarks] wrote {args.out}", file=sys.stderr)
+    else:
+        print(text)
+    return 1 if any(r.result.startswith("error") for r in rows) else 0

@@ -1,0 +1,335 @@
+"""Rows 1, 2, 3 and 7: what one training step costs, and what sits around it.
+
+All four use the repository's default model (params.yaml: efficientnet_b0 on 32 x 32 images
+of GASF/GADF/MTF, batch 128) on the train split of the bundled data, prepared with the
+default ``data`` params, on the CPU this runs on. A *step* is what training does per batch:
+forward through encoder, backbone and both heads, the main + auxiliary loss, metric update,
+backward, adaptive gradient clipping, AdamW and the schedule.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
+
+from benchmarks.common import (
+    Context,
+    Row,
+    bench_params,
+    figures_line,
+    fmt_seconds,
+    interleaved,
+    median,
+    prepared_data,
+)
+from stockclf.config import Params
+from stockclf.training.datamodule import PreparedDataModule
+from stockclf.training.module import StockClassifier
+from stockclf.training.run import quiet_lightning
+
+
+@dataclass
+class Setup:
+    params: Params
+    data: PreparedDataModule
+    steps: int  # timed steps per case and repeat
+    warmup: int  # untimed steps before them
+
+    def module(self, **train_updates) -> StockClassifier:
+        torch.manual_seed(self.params.seed)
+        train = self.params.train.model_copy(update=train_updates)
+        return StockClassifier(self.params.model, train, self.data.in_channels, 3)
+
+    def batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """As many training batches as a case uses, cycling over the split."""
+        needed = self.warmup + self.steps
+        while True:
+            for batch in self.data.batches("train", shuffle=True):
+                yield batch
+                needed -= 1
+                if needed == 0:
+                    return
+
+
+def setup(ctx: Context) -> Setup:
+    params = bench_params(ctx)
+    data = PreparedDataModule(prepared_data(ctx, params), params.train.batch_size, params.seed)
+    steps, warmup = (3, 1) if ctx.smoke else (20, 3)
+    return Setup(params, data, steps, warmup)
+
+
+class RawLoop:
+    """The step as a plain PyTorch loop: the same calls Lightning makes, without Lightning."""
+
+    def __init__(self, module: StockClassifier, total_steps: int, autocast: bool = False) -> None:
+        self.module = module.train()
+        self.optimizer, self.scheduler = module.optimizer_and_schedule(total_steps, 1)
+        self.metrics = module.metrics["train_metrics"]
+        self.autocast = autocast
+        self.forward = module.losses
+
+    def step(self, x: Tensor, y: Tensor) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+            losses = self.forward(x, y)
+        self.metrics.update(losses.logits.detach(), y)
+        losses.total.backward()
+        self.module.configure_gradient_clipping(self.optimizer)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def seconds(self, batches: Iterator[tuple[Tensor, Tensor]], warmup: int) -> float:
+        """Seconds of the steps after ``warmup`` untimed ones."""
+        for _ in range(warmup):
+            self.step(*next(batches))
+        start = time.perf_counter()
+        for x, y in batches:
+            self.step(x, y)
+        return time.perf_counter() - start
+
+
+class StepClock(Callback):
+    """Times Lightning's training batches from batch ``warmup`` to the last one."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup = warmup
+        self.start = self.end = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if batch_idx == self.warmup:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self.end = time.perf_counter()
+
+
+def lightning_seconds(s: Setup) -> float:
+    """Seconds of the timed steps inside ``Trainer.fit`` (no logger, checkpoint or bar)."""
+    quiet_lightning()
+    clock = StepClock(s.warmup)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=s.warmup + s.steps,
+        limit_val_batches=0,
+        logger=False,
+        callbacks=[clock],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(s.module(), datamodule=s.data)
+    return clock.end - clock.start
+
+
+def raw_seconds(s: Setup, autocast: bool = False, **train_updates) -> float:
+    return raw_loop_seconds(s, s.module(**train_updates), autocast)
+
+
+def raw_loop_seconds(s: Setup, module: StockClassifier, autocast: bool = False) -> float:
+    loop = RawLoop(module, total_steps=len(s.data.batches("train")), autocast=autocast)
+    return loop.seconds(s.batches(), s.warmup)
+
+
+def per_step(values: list[float], steps: int) -> list[float]:
+    return [v / steps for v in values]
+
+
+def lightning_overhead(ctx: Context) -> Row:
+    s = setup(ctx)
+    figures = interleaved(
+        {"lightning": lambda: lightning_seconds(s), "raw": lambda: raw_seconds(s)}, ctx.repeats
+    )
+    light, raw = (per_step(figures[k], s.steps) for k in ("lightning", "raw"))
+    overhead = median(light) / median(raw) - 1
+    return Row(
+        number=1,
+        measure="Lightning training step vs a raw PyTorch loop",
+        target="overhead at most 3%",
+        result=f"overhead {overhead:+.1%}",
+        met=overhead <= 0.03,
+        method=(
+            f"The default model and batch ({s.params.model.backbone}, "
+            f"{s.params.model.image_size} px, batch {s.params.train.batch_size}), the same "
+            f"batches and {torch.get_num_threads()} threads in both cases. Lightning: "
+            "`Trainer.fit` of the project's `StockClassifier` with no logger, checkpoint or "
+            "progress bar (row 5 prices those), timed by a callback from the start of batch "
+            f"{s.warmup} to the end of the last. Raw: a loop making the same calls (the "
+            "module's `losses`, metric update, backward, its AGC, AdamW, the schedule). "
+            f"{s.steps} timed steps after {s.warmup} warm-up steps per case and repeat."
+        ),
+        details=[figures_line("Lightning, per step", light), figures_line("raw, per step", raw)],
+    )
+
+
+def encoder_share(ctx: Context) -> Row:
+    s = setup(ctx)
+    module = s.module()
+    encoder = module.net.encoder
+    x, _ = next(s.batches())
+    calls = s.steps
+
+    def encode() -> float:
+        start = time.perf_counter()
+        for _ in range(calls):
+            encoder(x)
+        return (time.perf_counter() - start) / calls
+
+    def step() -> float:
+        return raw_loop_seconds(s, module) / s.steps
+
+    encode()  # warm-up
+    figures = interleaved({"encoder": encode, "step": step}, ctx.repeats)
+    share = median(figures["encoder"]) / median(figures["step"])
+    channels = encoder.out_channels(s.data.in_channels)
+    return Row(
+        number=2,
+        measure="the device encoder's cost as a share of a backbone training step",
+        target="at most 5%",
+        result=f"{share:.1%} of a step",
+        met=share <= 0.05,
+        method=(
+            f"The encoder (`ImageEncoder`: {', '.join(s.params.model.encodings)} of "
+            f"{s.data.in_channels} channels -> {channels} images of "
+            f"{s.params.model.image_size} px) on one training batch of "
+            f"{s.params.train.batch_size} windows, {calls} calls, against the whole training "
+            "step of row 1's raw loop (which includes the encoder), same batch size and threads."
+        ),
+        details=[
+            figures_line("encoder, per batch", figures["encoder"]),
+            figures_line("training step, per batch", figures["step"]),
+        ],
+    )
+
+
+def _drain(batches) -> float:
+    start = time.perf_counter()
+    for _ in batches:
+        pass
+    return time.perf_counter() - start
+
+
+def data_path_headroom(ctx: Context) -> Row:
+    s = setup(ctx)
+    module = s.module()
+    train = s.data.batches("train", shuffle=True)
+    n_batches = len(train)
+    x, y = s.data.tensors("train")
+    legacy = DataLoader(
+        TensorDataset(x, y),
+        batch_size=s.params.train.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+    )
+    figures = interleaved(
+        {
+            "delivered": lambda: _drain(train) / n_batches,
+            "legacy": lambda: _drain(legacy) / n_batches,
+            "consumed": lambda: raw_loop_seconds(s, module) / s.steps,
+        },
+        ctx.repeats,
+    )
+    delivered, legacy_t, consumed = (
+        median(figures[k]) for k in ("delivered", "legacy", "consumed")
+    )
+    headroom = consumed / delivered
+    return Row(
+        number=3,
+        measure="the data path: batches per second delivered vs consumed by the model",
+        target="at least 10x headroom",
+        result=f"{headroom:,.0f}x headroom",
+        met=headroom >= 10,
+        method=(
+            f"Delivered: one shuffled epoch of the train split ({len(y):,} windows, "
+            f"{n_batches} batches of {s.params.train.batch_size}) from `TensorBatches`, the "
+            "training data path (one index gather per batch from tensors in memory), with no "
+            "model. Consumed: training steps of the default model (row 1's raw loop). For "
+            "comparison, the data path it replaced: a `DataLoader` over a `TensorDataset` "
+            "(per-sample indexing and collation), same batch size."
+        ),
+        details=[
+            figures_line("TensorBatches, per batch", figures["delivered"]),
+            figures_line("DataLoader(TensorDataset), per batch", figures["legacy"]),
+            figures_line("training step, per batch", figures["consumed"]),
+            f"- batches per second: delivered {1 / delivered:,.0f}, consumed "
+            f"{1 / consumed:,.1f}; the DataLoader path delivered {1 / legacy_t:,.0f} "
+            f"({legacy_t / delivered:.1f}x slower than `TensorBatches`)",
+        ],
+    )
+
+
+def compiled_case(s: Setup) -> tuple[Callable[[], float], float]:
+    """A case timing the raw loop with ``torch.compile``d network, and the seconds the
+    first (compiling) steps took beyond a plain step."""
+    module = s.module(channels_last=False)
+    module.net = torch.compile(module.net)
+    warm = RawLoop(module, total_steps=len(s.data.batches("train")))
+    batches = s.batches()
+    start = time.perf_counter()
+    for _ in range(2):  # forward and backward graphs are compiled on the first step
+        warm.step(*next(batches))
+    first_two = time.perf_counter() - start
+    return (lambda: raw_loop_seconds(s, module)), first_two
+
+
+def cpu_speedups(ctx: Context) -> Row:
+    s = setup(ctx)
+    cases: dict[str, Callable[[], float]] = {
+        "fp32": lambda: raw_seconds(s, channels_last=False),
+        "channels_last": lambda: raw_seconds(s, channels_last=True),
+        "bf16 autocast": lambda: raw_seconds(s, autocast=True, channels_last=False),
+    }
+    if ctx.smoke:  # compiling takes minutes even for the smoke sizes
+        compile_note = "- torch.compile: not run in smoke mode"
+    else:
+        try:
+            cases["torch.compile"], compile_seconds = compiled_case(s)
+            compile_note = f"- torch.compile: the first two steps took {compile_seconds:.1f} s"
+        except Exception as error:  # a compiler missing here is a finding, not a crash
+            compile_note = f"- torch.compile failed here: {type(error).__name__}: {error}"[:300]
+    figures = interleaved(cases, ctx.repeats)
+    base = median(figures["fp32"])
+    speedups = {name: base / median(values) for name, values in figures.items()}
+    steps = s.steps
+    details = [
+        "| case | step | speed-up vs fp32 |",
+        "| --- | ---: | ---: |",
+        *[
+            f"| {name} | {fmt_seconds(median(figures[name]) / steps)} | {speedups[name]:.2f}x |"
+            for name in figures
+        ],
+        "",
+        *[figures_line(f"{name}, per step", per_step(v, steps)) for name, v in figures.items()],
+        compile_note,
+    ]
+    if "torch.compile" in speedups and speedups["torch.compile"] > 1:
+        gain = base / steps - median(figures["torch.compile"]) / steps
+        details.append(f"- compile pays back after about {compile_seconds / gain:,.0f} steps")
+    chosen = [
+        f"channels_last {'on' if speedups['channels_last'] > 1 else 'off'}",
+        f"bf16 {'on' if speedups['bf16 autocast'] > 1 else 'off'}",
+        f"compile {'on' if speedups.get('torch.compile', 0) > 1.1 else 'off'}",
+    ]
+    return Row(
+        number=7,
+        measure="channels_last, bf16 autocast and torch.compile on CPU, each vs plain fp32",
+        target="pick the defaults from the measurements",
+        result=", ".join(f"{k} {v:.2f}x" for k, v in speedups.items() if k != "fp32"),
+        met=None,
+        method=(
+            "Row 1's raw training step of the default model, each option alone against fp32 "
+            f"with the contiguous (NCHW) layout: {steps} timed steps after {s.warmup} warm-up "
+            "steps per case and repeat. torch.compile compiles the network (default mode, "
+            "contiguous layout) before its case is first timed; the compile time is given "
+            f"apart. Measured optimum for this CPU: {', '.join(chosen)}."
+        ),
+        details=details,
+    )
