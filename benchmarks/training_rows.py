@@ -29,6 +29,7 @@ from benchmarks.common import (
     median,
     prepared_data,
 )
+from benchmarks.steps import TrainStep
 from stockclf.config import Params
 from stockclf.training.datamodule import PreparedDataModule
 from stockclf.training.module import StockClassifier
@@ -63,36 +64,6 @@ def setup(ctx: Context) -> Setup:
     data = PreparedDataModule(prepared_data(ctx, params), params.train.batch_size, params.seed)
     steps, warmup = (3, 1) if ctx.smoke else (20, 3)
     return Setup(params, data, steps, warmup)
-
-
-class RawLoop:
-    """The step as a plain PyTorch loop: the same calls Lightning makes, without Lightning."""
-
-    def __init__(self, module: StockClassifier, total_steps: int, autocast: bool = False) -> None:
-        self.module = module.train()
-        self.optimizer, self.scheduler = module.optimizer_and_schedule(total_steps, 1)
-        self.metrics = module.metrics["train_metrics"]
-        self.autocast = autocast
-        self.forward = module.losses
-
-    def step(self, x: Tensor, y: Tensor) -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
-            losses = self.forward(x, y)
-        self.metrics.update(losses.logits.detach(), y)
-        losses.total.backward()
-        self.module.configure_gradient_clipping(self.optimizer)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-
-    def seconds(self, batches: Iterator[tuple[Tensor, Tensor]], warmup: int) -> float:
-        """Seconds of the steps after ``warmup`` untimed ones."""
-        for _ in range(warmup):
-            self.step(*next(batches))
-        start = time.perf_counter()
-        for x, y in batches:
-            self.step(x, y)
-        return time.perf_counter() - start
 
 
 class StepClock(Callback):
@@ -135,7 +106,7 @@ def raw_seconds(s: Setup, autocast: bool = False, **train_updates) -> float:
 
 
 def raw_loop_seconds(s: Setup, module: StockClassifier, autocast: bool = False) -> float:
-    loop = RawLoop(module, total_steps=len(s.data.batches("train")), autocast=autocast)
+    loop = TrainStep(module, total_steps=len(s.data.batches("train")), autocast=autocast)
     return loop.seconds(s.batches(), s.warmup)
 
 
@@ -162,8 +133,9 @@ def lightning_overhead(ctx: Context) -> Row:
             f"batches and {torch.get_num_threads()} threads in both cases. Lightning: "
             "`Trainer.fit` of the project's `StockClassifier` with no logger, checkpoint or "
             "progress bar (row 5 prices those), timed by a callback from the start of batch "
-            f"{s.warmup} to the end of the last. Raw: a loop making the same calls (the "
-            "module's `losses`, metric update, backward, its AGC, AdamW, the schedule). "
+            f"{s.warmup} to the end of the last. Raw: `benchmarks/steps.py`, a loop making the "
+            "same calls (the module's `losses`, metric update, backward, its AGC, AdamW, the "
+            "schedule, the finite-loss check). "
             f"{s.steps} timed steps after {s.warmup} warm-up steps per case and repeat."
         ),
         details=[figures_line("Lightning, per step", light), figures_line("raw, per step", raw)],
@@ -271,11 +243,11 @@ def compiled_case(s: Setup) -> tuple[Callable[[], float], float]:
     first (compiling) steps took beyond a plain step."""
     module = s.module(channels_last=False)
     module.net = torch.compile(module.net)
-    warm = RawLoop(module, total_steps=len(s.data.batches("train")))
+    warm = TrainStep(module, total_steps=len(s.data.batches("train")))
     batches = s.batches()
     start = time.perf_counter()
     for _ in range(2):  # forward and backward graphs are compiled on the first step
-        warm.step(*next(batches))
+        warm(*next(batches))
     first_two = time.perf_counter() - start
     return (lambda: raw_loop_seconds(s, module)), first_two
 
