@@ -9,13 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import tune_fakes
 import yaml
 
 from stockclf.config import ParamsError, load_params
-from stockclf.tuning.runner import TrialProgress, TuneOutputs, identify, run_tune
+from stockclf.tuning.runner import TrialProgress, TuneOutputs, identify, lock_safe, run_tune
 from stockclf.tuning.storage import open_tuning_storage
 from stockclf.tuning.study import StudyError
 
@@ -244,3 +245,28 @@ def test_tune_params_accept_workers_and_check_heartbeats(
     assert load().tune.keep_top_k == 3
     with pytest.raises(ParamsError, match=r"tune: grace_period \(60\) must be longer"):
         load(heartbeat_interval=60, grace_period=60)
+
+
+def test_best_params_survive_dvc_rewriting_the_lock() -> None:
+    """DVC rewrites dvc.lock with ruamel.yaml after each stage; a float it reads back in
+    exponent form must come out equal, or train_best looks changed after a full run."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    def rewritten(value: float) -> float:
+        yml = YAML()
+        first = io.StringIO()
+        yml.dump({"lr": value}, first)
+        second = io.StringIO()
+        yml.dump(yml.load(first.getvalue()), second)  # the lock, read and written again
+        return float(yml.load(second.getvalue())["lr"])
+
+    broken = 5.12429239312534e-05
+    assert rewritten(broken) != broken  # the ruamel.yaml behaviour this guards against
+    assert rewritten(lock_safe(broken)) == lock_safe(broken)
+    assert lock_safe(broken) == pytest.approx(broken, rel=1e-11)
+    rng = np.random.default_rng(0)
+    for value in 10 ** rng.uniform(-7, 0, size=500):
+        assert rewritten(lock_safe(float(value))) == lock_safe(float(value))
+    assert lock_safe(128) == 128 and isinstance(lock_safe(128), int)
