@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import shutil
 import sys
 import tempfile
 import time
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 
 from benchmarks.common import REPO, Context, Row, quote
@@ -58,6 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--out", type=Path, default=None, help="default benchmarks/RESULTS.md (smoke: not written)"
     )
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     parser.add_argument("--keep-workdir", action="store_true", help="keep the scratch files")
     args = parser.parse_args(argv)
     if args.repeats is None:
@@ -108,4 +111,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[benchmarks] wrote {args.out}", file=sys.stderr)
     else:
         print(text)
+    if args.json is not None:
+        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2), encoding="utf-8")
     return 1 if any(r.result.startswith("error") for r in rows) else 0

@@ -4,6 +4,7 @@ The smoke mode measures nothing (tiny sizes, one repeat); these tests check that
 runs and lands in the results file with figures, not what the figures are.
 """
 
+import json
 import re
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 from benchmarks import suite
 from benchmarks.common import Context, Row, interleaved
 
+REPO = Path(__file__).resolve().parents[1]
 ROW = re.compile(r"^\| (\d) \| (.+?) \| (.+?) \| (.+?) \| (yes|\*\*no\*\*|n/a) \|$", re.M)
 
 
@@ -50,18 +52,33 @@ def test_a_failing_row_is_reported_and_the_others_kept(monkeypatch, tmp_path: Pa
     assert "error: RuntimeError" in text and "row two broke" in text
 
 
-@pytest.mark.slow
-def test_smoke_suite_writes_every_row(repo_root: Path, tmp_path: Path) -> None:
-    out = tmp_path / "RESULTS.md"
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> tuple[str, dict[int, dict]]:
+    """One smoke run of the whole suite through its command line: the markdown, and the
+    rows as JSON by number. Every row test below reads this one run."""
+    tmp = tmp_path_factory.mktemp("bench")
+    out, rows = tmp / "RESULTS.md", tmp / "rows.json"
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--smoke", "--out", str(out)],
-        cwd=repo_root,
+        [sys.executable, "-m", "benchmarks", "--smoke", "--out", str(out), "--json", str(rows)],
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    text = out.read_text()
+    return out.read_text(), {r["number"]: r for r in json.loads(rows.read_text())}
+
+
+def figure(text: str) -> float:
+    """The first number in ``text`` (``"overhead +1.2%"`` -> 1.2)."""
+    match = re.search(r"[-+]?\d[\d,]*\.?\d*", text)
+    assert match, text
+    return float(match.group().replace(",", ""))
+
+
+@pytest.mark.slow
+def test_smoke_suite_writes_every_row(smoke) -> None:
+    text, rows = smoke
     assert text.startswith("# Benchmark results\n\nSMOKE MODE")
     assert "| torch |" in text and "| cores |" in text
     summary = ROW.findall(text)
@@ -70,3 +87,35 @@ def test_smoke_suite_writes_every_row(repo_root: Path, tmp_path: Path) -> None:
         assert re.search(r"\d", result), f"row {number} has no figure: {result}"
         assert not result.startswith("error"), result
         assert f"Command: `python -m benchmarks --only {number} --smoke`" in text
+    assert sorted(rows) == [1, 2, 3, 4, 5, 6, 7]
+    for row in rows.values():
+        assert row["method"] and row["details"], row["number"]
+        assert row["met"] in (True, False, None)
+        assert row["met"] is not False or row["explanation"], f"row {row['number']} unexplained"
+
+
+@pytest.mark.slow
+def test_smoke_training_rows_carry_their_figures(smoke) -> None:
+    _, rows = smoke
+    assert rows[1]["met"] == (figure(rows[1]["result"]) <= 3.0)
+    assert 0 < figure(rows[2]["result"]) < 100 and rows[2]["result"].endswith("of a step")
+    assert rows[3]["met"] == (figure(rows[3]["result"]) >= 10)
+    assert "DataLoader(TensorDataset)" in "\n".join(rows[3]["details"])
+    speedups = dict(re.findall(r"(channels_last|bf16 autocast) ([\d.]+)x", rows[7]["result"]))
+    assert set(speedups) == {"channels_last", "bf16 autocast"} and rows[7]["met"] is None
+    assert "torch.compile: not run in smoke mode" in rows[7]["details"]
+
+
+@pytest.mark.slow
+def test_smoke_dvc_row_times_both_commands_on_the_real_pipeline(smoke) -> None:
+    _, rows = smoke
+    row = rows[6]
+    assert row["target"] == "at most 1.3x"
+    ratio = figure(row["result"])
+    assert ratio > 0 and row["met"] == (ratio <= 1.3)
+    details = "\n".join(row["details"])
+    for name in ("dvc repro", "dvc status", "dvc --version"):
+        assert f"- {name}: median " in details, name
+    assert "cProfile" in details
+    for stage in ("prepare", "tune", "train_best", "visualize"):  # the real pipeline ran
+        assert stage in row["method"]

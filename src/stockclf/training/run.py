@@ -73,6 +73,8 @@ def train_model(
             monitor=monitor,
             mode=mode,
             save_top_k=1,
+            # no optimizer state: nothing resumes from it, and it is half the bytes written
+            save_weights_only=True,
             enable_version_counter=False,
         )
         all_callbacks.append(checkpoint)

@@ -155,8 +155,16 @@ class Objective:
 
 
 def release_memory() -> None:
-    """Drop what a finished or failed trial left, so memory does not grow per trial."""
+    """Drop what a finished or failed trial left, so memory does not grow per trial.
+
+    A full collection walks every tracked object: about 550,000 once torch, Lightning, timm
+    and Optuna are imported, 0.25 s on a 2-core machine, 2% of a one-epoch trial at the
+    default size (``python -m benchmarks --only 5``). What survives it is long-lived
+    (modules, the study), so it is moved to the permanent generation (``gc.freeze``) and the
+    next trial's collection walks only what that trial created.
+    """
     gc.collect()
+    gc.freeze()
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
