@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from stockclf.config import DataParams, Params, validate_params
+from stockclf.config import DataParams, Params, merge_params, validate_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -93,16 +93,6 @@ def figures_line(name: str, values: list[float], unit: Callable[[float], str] = 
     return f"- {name}: median {unit(median(values))} (runs: {runs})"
 
 
-def merge(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in updates.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 #: Sizes that make every row run in seconds: the smoke mode, which a test runs.
 SMOKE_UPDATES: dict[str, Any] = {
     "data": {"window": 16},
@@ -121,8 +111,8 @@ def bench_params(ctx: Context, updates: dict[str, Any] | None = None) -> Params:
     plus ``updates``; the tuning storage is moved into the scratch directory."""
     data = repo_params_dict()
     if ctx.smoke:
-        data = merge(data, SMOKE_UPDATES)
-    data = merge(data, updates or {})
+        data = merge_params(data, SMOKE_UPDATES)
+    data = merge_params(data, updates or {})
     data["data"]["source"] = str(REPO / "data" / "sample")
     data["tune"]["storage"] = f"sqlite:///{ctx.workdir / 'tuning' / 'study.db'}"
     return validate_params(data, "<benchmark params>")

@@ -28,9 +28,9 @@ from benchmarks.common import (
     fmt_seconds,
     interleaved,
     median,
-    merge,
     timed,
 )
+from stockclf.config import merge_params
 
 MEASURE = "`dvc repro` with nothing to do vs plain `dvc status`"
 TARGET = "at most 1.3x"
@@ -54,7 +54,7 @@ SMOKE_TINY: dict[str, Any] = {
 
 
 def tiny_updates(ctx: Context) -> dict[str, Any]:
-    return merge(TINY, SMOKE_TINY) if ctx.smoke else TINY
+    return merge_params(TINY, SMOKE_TINY) if ctx.smoke else TINY
 
 
 def dvc_env(workdir: Path) -> dict[str, str]:
@@ -107,7 +107,7 @@ def commit(repo: Path, env: dict[str, str], message: str) -> None:
 
 def shrink_params(repo: Path, updates: dict[str, Any]) -> None:
     path = repo / "params.yaml"
-    data = merge(yaml.safe_load(path.read_text(encoding="utf-8")), updates)
+    data = merge_params(yaml.safe_load(path.read_text(encoding="utf-8")), updates)
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 

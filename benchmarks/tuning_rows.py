@@ -24,10 +24,9 @@ from benchmarks.common import (
     bench_params,
     fmt_seconds,
     median,
-    merge,
     prepared_data,
 )
-from stockclf.config import Params, validate_params
+from stockclf.config import Params, merge_params, validate_params
 from stockclf.tuning import objective
 from stockclf.tuning.runner import TuneOutputs, run_tune
 
@@ -364,7 +363,7 @@ def trial_overhead(ctx: Context) -> Row:
         }
     }
     if ctx.smoke:  # a short validation split too; the figures mean nothing in smoke mode
-        updates = merge(updates, {"data": {"val_start": "2015-01-01"}})
+        updates = merge_params(updates, {"data": {"val_start": "2015-01-01"}})
     threads = 1 if ctx.smoke else torch.get_num_threads()
     root = ctx.workdir / "row5"
     params = with_storage(bench_params(ctx, updates), root / "study.db")

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from stockclf.config import Params, load_params
+from stockclf.config import Params, load_params, merge_params
 from stockclf.data.store import SplitData, save_meta, save_split
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,16 +25,6 @@ def tiny_overrides() -> dict[str, Any]:
         "train": {"max_epochs": 2, "batch_size": 32, "max_train_batches": 3},
         "tune": {"n_trials": 2, "tuning_max_epochs": 2, "n_startup_trials": 1},
     }
-
-
-def merge(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in updates.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 @pytest.fixture
@@ -52,7 +42,7 @@ def make_params(tmp_path: Path, repo_params_dict: dict[str, Any]):
     """Build validated Params from the repo's params.yaml, shrunk, plus ``updates``."""
 
     def _make(updates: dict[str, Any] | None = None) -> Params:
-        data = merge(merge(repo_params_dict, tiny_overrides()), updates or {})
+        data = merge_params(merge_params(repo_params_dict, tiny_overrides()), updates or {})
         data["tune"]["storage"] = f"sqlite:///{tmp_path / 'tuning' / 'study.db'}"
         path = tmp_path / "params.yaml"
         path.write_text(yaml.safe_dump(data))

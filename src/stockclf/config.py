@@ -261,6 +261,18 @@ def _format_error(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def merge_params(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``updates`` applied section by section (nested dicts merged, any other
+    value replaced): how shrunk test and benchmark configs are made from params.yaml."""
+    out = dict(base)
+    for key, value in updates.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_params(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def validate_params(data: Any, source: str) -> Params:
     """Validate a params mapping (as read from YAML); errors name ``source`` and the key."""
     if not isinstance(data, dict):
