@@ -292,9 +292,6 @@ class FitClock(Callback):
     def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         self._stamp("validation_end")
 
-    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: Any) -> None:
-        self._stamp("checkpoint")  # the state is collected; the file is not written yet
-
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         self._stamp("train_end")
 
@@ -333,21 +330,18 @@ TRIAL_PARTS = (
     ("load the train split, loop setup", "fit_start", "epoch_start"),
     ("compute: train + validation batches", "epoch_start", "validation_end"),
     (
-        "epoch end: metrics to dvclive, pruning report (storage), early stopping",
+        "epoch end: metrics to dvclive, pruning report (storage), early stopping, checkpoint",
         "validation_end",
-        "checkpoint",
+        "train_end",
     ),
-    ("checkpoint write, epoch-end logging", "checkpoint", "train_end"),
     ("fit end: teardown, dvclive end, best checkpoint loaded back", "train_end", "returned"),
     ("tell (storage writes), keep-top-k checkpoint pruning", "returned", "done"),
 )
 
 
 def trial_parts(stamps: dict[str, float]) -> dict[str, float]:
-    """Seconds of each part of one trial; a missing stamp (no checkpoint saved) gives its
-    part zero seconds and the time to the part before it."""
-    stamps = dict(stamps)
-    stamps.setdefault("checkpoint", stamps["train_end"])
+    """Seconds of each part of one trial. (The checkpoint has no stamp of its own: a
+    weights-only checkpoint calls no callback hook.)"""
     return {name: stamps[end] - stamps[begin] for name, begin, end in TRIAL_PARTS}
 
 
