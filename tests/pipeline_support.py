@@ -1,9 +1,10 @@
 """Running DVC in throwaway git repos made from this repo's files (for the slow tests)."""
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
+
+from benchmarks import dvc_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -16,16 +17,19 @@ OVERRIDES = [
 ]
 
 
+#: A git identity for the commits, and no DVC analytics.
+ENV = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.com",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.com",
+    "DVC_NO_ANALYTICS": "1",
+}
+
+
 def sh(*cmd: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-        "DVC_NO_ANALYTICS": "1",
-    }
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
     if check and done.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
@@ -33,18 +37,10 @@ def sh(*cmd: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     return done
 
 
-def copy_repo(repo: Path, source: Path = REPO) -> Path:
-    """Copy this repo's files (not its outputs or dvc.lock) into ``repo`` as a fresh git repo."""
-    files = sh("git", "ls-files", "--cached", "--others", "--exclude-standard", cwd=source).stdout
-    for rel in files.splitlines():
-        if not (source / rel).is_file() or rel == "dvc.lock":
-            continue
-        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source / rel, repo / rel)
-    sh("git", "init", "-q", cwd=repo)
-    sh("git", "add", "-A", cwd=repo)
-    sh("git", "commit", "-qm", "init", cwd=repo)
-    return repo
+def copy_repo(repo: Path) -> Path:
+    """This repo's files (not its outputs or dvc.lock) in ``repo``, as a fresh git repo: the
+    benchmarks' row 6 makes its throwaway repo the same way."""
+    return dvc_rows.copy_repo(repo, ENV)
 
 
 def set_args(overrides: list[str]) -> list[str]:
