@@ -142,6 +142,13 @@ def lightning_overhead(ctx: Context) -> Row:
             "the difference between the medians is run-to-run noise, not a cost or a gain "
             "of Lightning."
         )
+    elif overhead > 0.03:
+        explanation = (
+            f"Not met in this run: every Lightning run ({span(light)} per step) was slower "
+            f"than every raw run ({span(raw)}), by {fmt_seconds(median(light) - median(raw))} "
+            "per step: Lightning's per-batch hooks, `self.log` and optimizer closure. The row "
+            "does not break that down further."
+        )
     return Row(
         number=1,
         measure="Lightning training step vs a raw PyTorch loop",
