@@ -1,0 +1,328 @@
+"""``python -m benchmarks.accuracy``: test accuracy on UCR/UEA sets, MiniRocket side by side.
+
+Every (variant, set, seed) runs the project's own pipeline in-process, in a scratch
+directory: ``prepare`` on an ``.npz`` made from the archive's split
+(:mod:`benchmarks.accuracy_data`), the tune stage's ``run_tune``, then ``run_train_best``
+with the best params it wrote. The params are the repository's ``params.yaml`` (what a
+user runs) plus the variant's overrides, so a recipe change shows up here as it would in
+``dvc repro``. ``run_train_best`` scores the archive's test split once and fits MiniRocket
+and the logistic-regression baseline on the same train rows.
+
+A run that fails is recorded with its error and the others go on; the report and the JSON
+are rewritten after every run, so a stopped benchmark keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.accuracy_data import DATASETS, load_archive, shipped_sets, write_npz
+from benchmarks.common import REPO, SMOKE_UPDATES, quote, repo_params_dict
+from stockclf.config import Params, ParamsError, merge_params, validate_params
+
+DEFAULT_OUT = REPO / "benchmarks" / "ACCURACY.md"
+DEFAULT_JSON = REPO / "benchmarks" / "accuracy.json"
+DEFAULT_SEEDS = (0, 1, 2)
+#: The smoke mode: one short set, one seed, the suite's tiny sizes (``SMOKE_UPDATES``).
+SMOKE_SETS = ("ItalyPowerDemand",)
+SMOKE_SEEDS = (0,)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A recipe to measure: a name and a params override dict (``{}`` = params.yaml)."""
+
+    name: str
+    overrides: dict[str, Any]
+
+
+@dataclass
+class RunRecord:
+    """One (variant, set, seed): test accuracies, validation score, time, or the error."""
+
+    variant: str
+    dataset: str
+    seed: int
+    ok: bool = False
+    error: str = ""
+    model: float | None = None  # test accuracy of the tuned, retrained model
+    minirocket: float | None = None
+    logreg: float | None = None
+    model_f1: float | None = None  # test macro F1, for reference
+    best_val: float | None = None  # train_best's best validation score (tune.metric)
+    tune_best: float | None = None  # the best trial's validation score
+    epochs_trained: int | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    wall_s: float = 0.0
+    cpu_s: float = 0.0  # this process and its waited-for children, user + system
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all threads) and its finished children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def params_dict(variant: Variant, smoke: bool) -> dict[str, Any]:
+    """params.yaml, shrunk in smoke mode, plus the variant's overrides."""
+    data = repo_params_dict()
+    if smoke:
+        data = merge_params(data, SMOKE_UPDATES)
+    return merge_params(data, variant.overrides)
+
+
+def run_params(variant: Variant, smoke: bool, npz: Path, seed: int, workdir: Path) -> Params:
+    """The params of one run: the data source, seed and tuning storage point at ``workdir``."""
+    data = params_dict(variant, smoke)
+    data["data"]["source"] = str(npz)
+    data["seed"] = seed
+    data["tune"]["storage"] = f"sqlite:///{workdir / 'tuning' / 'study.db'}"
+    return validate_params(data, f"<variant {variant.name}>")
+
+
+def budget(params: Params) -> dict[str, Any]:
+    """What a run spends, as read from the params actually used (for the report)."""
+    return {
+        "backbone": params.model.backbone,
+        "image_size": params.model.image_size,
+        "encodings": list(params.model.encodings),
+        "n_trials": params.tune.n_trials,
+        "tuning_max_epochs": params.tune.tuning_max_epochs,
+        "pruner": params.tune.pruner,
+        "metric": params.tune.metric,
+        "max_epochs": params.train.max_epochs,
+        "batch_size": params.train.batch_size,
+        "max_train_batches": params.train.max_train_batches,
+        "early_stopping_patience": params.train.early_stopping_patience,
+        "accelerator": params.train.accelerator,
+    }
+
+
+def pipeline(params: Params, workdir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """prepare -> tune -> train_best, called as the stage scripts call them."""
+    from stockclf.config import load_best_params
+    from stockclf.data.prepare import prepare
+    from stockclf.evaluation.train_best import TrainBestOutputs, run_train_best
+    from stockclf.tuning.runner import TuneOutputs, run_tune
+
+    prepared = workdir / "prepared"
+    prepare(params.data, prepared, REPO / "data" / "sample")
+    tune_out = TuneOutputs(workdir / "tuning")
+    summary = run_tune(params, prepared, tune_out)
+    best = load_best_params(tune_out.best_params)
+    outputs = TrainBestOutputs(
+        workdir / "model",
+        workdir / "live",
+        workdir / "metrics.json",
+        workdir / "confusion.csv",
+        workdir / "predictions.csv",
+    )
+    results = run_train_best(params.with_overrides(best), prepared, outputs, progress_bar=False)
+    if results is None:
+        raise RuntimeError("run_train_best returned nothing (a DDP rank other than 0)")
+    return summary, {**results, "best_params": best}
+
+
+def run_one(variant: Variant, dataset: str, seed: int, smoke: bool, root: Path) -> RunRecord:
+    """One (variant, set, seed) in its own scratch directory; errors are recorded."""
+    record = RunRecord(variant.name, dataset, seed)
+    workdir = root / f"{variant.name}-{dataset}-{seed}"
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    try:
+        npz = workdir / f"{dataset}.npz"
+        record.sizes = write_npz(load_archive(dataset), seed, npz)
+        summary, results = pipeline(run_params(variant, smoke, npz, seed, workdir), workdir)
+        record.model = results["model"]["accuracy"]
+        record.model_f1 = results["model"]["f1_macro"]
+        record.logreg = results["logreg"]["accuracy"]
+        if "minirocket" in results:
+            record.minirocket = results["minirocket"]["accuracy"]
+        record.best_val = results["best_val"]
+        record.tune_best = summary["best_value"]
+        record.epochs_trained = results["epochs_trained"]
+        record.best_params = results["best_params"]
+        record.ok = True
+    except Exception as err:  # a failed run is reported; the others go on
+        tb = traceback.format_exception(err)
+        record.error = f"{type(err).__name__}: {err}\n" + "".join(tb[-3:]).rstrip()
+    finally:
+        record.wall_s = time.perf_counter() - wall
+        record.cpu_s = cpu_seconds() - cpu
+        shutil.rmtree(workdir, ignore_errors=True)
+    return record
+
+
+def warm_up_minirocket() -> None:
+    """Compile MiniRocket's numba kernels once, so the first set's time does not carry
+    the compilation. Skipped when the baseline is not there."""
+    try:
+        import numpy as np
+
+        from stockclf.data.store import SplitData
+        from stockclf.evaluation.minirocket import minirocket_predictions
+    except ImportError:
+        return
+    rng = np.random.default_rng(0)
+    n = 8
+    split = SplitData(
+        rng.normal(size=(n, 1, 16)).astype(np.float32),
+        np.arange(n) % 2,
+        np.datetime64("2000-01-01") + np.arange(n).astype("timedelta64[D]"),
+        np.zeros(n, dtype=np.int32),
+        np.zeros(n),
+    )
+    minirocket_predictions(split, split, 0)
+
+
+def parse_variant(text: str) -> Variant:
+    name, sep, overrides = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=JSON")
+    try:
+        value = json.loads(overrides)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"{name}: not valid JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{name}: the JSON must be an object of params")
+    return Variant(name, value)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="one set, one seed, tiny budgets")
+    parser.add_argument("--sets", type=lambda s: s.split(","), default=None, help="A,B,...")
+    parser.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=None)
+    parser.add_argument(
+        "--variant", type=parse_variant, action="append", default=[], metavar="NAME=JSON"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="the markdown report")
+    parser.add_argument("--json", type=Path, default=None, help="the raw numbers")
+    parser.add_argument(
+        "--from-json", type=Path, nargs="+", default=None, help="only re-render these runs"
+    )
+    args = parser.parse_args(argv)
+    smoke_dir = Path(tempfile.gettempdir()) / "stockclf-accuracy-smoke"
+    if args.out is None:
+        args.out = smoke_dir / "ACCURACY.md" if args.smoke else DEFAULT_OUT
+    if args.json is None:
+        args.json = DEFAULT_JSON if args.out == DEFAULT_OUT else args.out.with_suffix(".json")
+    args.sets = args.sets or list(SMOKE_SETS if args.smoke else DATASETS)
+    args.seeds = args.seeds or list(SMOKE_SEEDS if args.smoke else DEFAULT_SEEDS)
+    args.variant = args.variant or [Variant("default", {})]
+    check_args(parser, args)
+    return args
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse unknown sets, repeated variant names and invalid overrides before any run."""
+    if args.from_json:
+        return
+    unknown = sorted(set(args.sets) - set(shipped_sets()))
+    if unknown:
+        parser.error(f"--sets: {unknown} not shipped with aeon; shipped: {shipped_sets()}")
+    names = [v.name for v in args.variant]
+    if len(set(names)) != len(names):
+        parser.error(f"--variant: repeated names in {names}")
+    for variant in args.variant:
+        try:
+            run_params(variant, args.smoke, Path("check.npz"), 0, Path("check"))
+        except ParamsError as err:
+            parser.error(f"--variant {variant.name}: {err}")
+
+
+def new_doc(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    from benchmarks.report import machine
+
+    return {
+        "command": quote(["python", "-m", "benchmarks.accuracy", *argv]),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "smoke": args.smoke,
+        "machine": machine(),
+        "sets": args.sets,
+        "seeds": args.seeds,
+        "variants": [
+            {
+                "name": v.name,
+                "overrides": v.overrides,
+                "budget": budget(run_params(v, args.smoke, Path("x.npz"), 0, Path("x"))),
+            }
+            for v in args.variant
+        ],
+        "runs": [],
+        "wall_s": 0.0,
+    }
+
+
+def write(doc: dict[str, Any], out: Path, json_path: Path) -> None:
+    from benchmarks.accuracy_report import render
+
+    for path, text in ((json_path, json.dumps(doc, indent=2) + "\n"), (out, render(doc))):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+
+
+def progress_line(record: RunRecord, done: int, total: int, elapsed: float) -> str:
+    where = f"[{done}/{total}] {record.variant} {record.dataset} seed {record.seed}"
+    took = f"wall {record.wall_s:.0f} s, cpu {record.cpu_s:.0f} s; elapsed {elapsed / 60:.1f} min"
+    if not record.ok:
+        return f"{where}: FAILED ({record.error.splitlines()[0]}); {took}"
+    mr = "n/a" if record.minirocket is None else f"{record.minirocket:.3f}"
+    return (
+        f"{where}: model {record.model:.3f}, minirocket {mr}, logreg {record.logreg:.3f}, "
+        f"best val {record.best_val:.3f}; {took}"
+    )
+
+
+def rerender(paths: list[Path], out: Path, json_path: Path) -> int:
+    """Re-render a report from saved runs; several files are joined (their variants)."""
+    docs = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    doc = docs[0]
+    for other in docs[1:]:
+        known = {v["name"] for v in doc["variants"]}
+        doc["variants"] += [v for v in other["variants"] if v["name"] not in known]
+        doc["runs"] += [r for r in other["runs"] if r["variant"] not in known]
+        doc["wall_s"] += other["wall_s"]
+    write(doc, out, json_path)
+    print(f"wrote {out} and {json_path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.from_json:
+        return rerender(args.from_json, args.out, args.json)
+    os.environ.setdefault("STOCKCLF_QUIET", "1")  # no progress bars in the log
+    warm_up_minirocket()
+    doc = new_doc(args, argv)
+    jobs = [(v, s, seed) for v in args.variant for s in args.sets for seed in args.seeds]
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="stockclf-accuracy-") as root:
+        for i, (variant, dataset, seed) in enumerate(jobs, 1):
+            record = run_one(variant, dataset, seed, args.smoke, Path(root))
+            doc["runs"].append(asdict(record))
+            doc["wall_s"] = time.perf_counter() - start
+            write(doc, args.out, args.json)
+            print(progress_line(record, i, len(jobs), doc["wall_s"]), flush=True)
+    print(f"wrote {args.out} and {args.json}")
+    return 0 if all(r["ok"] for r in doc["runs"]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
