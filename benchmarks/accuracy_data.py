@@ -78,13 +78,24 @@ def shipped_dir() -> Path:
 
 
 def shipped_sets() -> list[str]:
-    """Names of the classification sets aeon ships with both splits as ``.ts`` files."""
-    root = shipped_dir()
-    return sorted(
-        d.name
-        for d in root.iterdir()
-        if (d / f"{d.name}_TRAIN.ts").is_file() and (d / f"{d.name}_TEST.ts").is_file()
-    )
+    """Names of the classification sets aeon ships with both splits as ``.ts`` files
+    (a ``.ts`` header says ``@classLabel true`` for classification, not for regression)."""
+    names = []
+    for d in sorted(shipped_dir().iterdir()):
+        paths = [d / f"{d.name}_{split}.ts" for split in ("TRAIN", "TEST")]
+        if all(p.is_file() for p in paths) and _is_classification(paths[0]):
+            names.append(d.name)
+    return names
+
+
+def _is_classification(path: Path) -> bool:
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if line.lower().startswith("@classlabel"):
+                return line.split()[1].lower() == "true"
+            if line.lower().startswith("@data"):
+                break
+    return False
 
 
 def load_archive(name: str) -> ArchiveSet:

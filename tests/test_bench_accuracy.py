@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks import accuracy
+from benchmarks import accuracy, accuracy_runs
 from benchmarks.accuracy_data import (
     PUBLISHED,
     VAL_SHARE,
@@ -91,7 +91,7 @@ def fake_pipeline(params: Any, workdir: Path) -> tuple[dict[str, Any], dict[str,
 
 
 def test_failed_runs_are_reported_and_variants_compared(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(accuracy, "pipeline", fake_pipeline)
+    monkeypatch.setattr(accuracy_runs, "pipeline", fake_pipeline)
     monkeypatch.setattr(accuracy, "warm_up_minirocket", lambda: None)
     out = tmp_path / "acc.md"
     code = accuracy.main(
