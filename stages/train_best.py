@@ -27,7 +27,7 @@ def main() -> None:
     results = run_train_best(params, args.prepared, outputs, progress_bar=progress_enabled())
     if results is None:  # a DDP rank other than 0: rank 0 reports
         return
-    for name in ("model", "logreg", "stratified", "majority"):
+    for name in ("model", "minirocket", "logreg", "stratified", "majority"):
         m = results[name]
         print(f"{name:<10} test macro F1 {m['f1_macro']:.4f}  accuracy {m['accuracy']:.4f}")
 

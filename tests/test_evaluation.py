@@ -86,14 +86,17 @@ def test_predictions_file_round_trip_and_errors(tmp_path) -> None:
         forward_return=np.array([0.01, -0.02, np.nan, 0.0, 1e-9, -0.3]),
     )
     preds = {name: np.array([2, 1, 0, 0, 1, 2]) for name in ("model", "majority")}
-    preds.update(stratified=np.zeros(n, dtype=int), logreg=np.full(n, 2))
+    preds.update(stratified=np.zeros(n, dtype=int), logreg=np.full(n, 2), minirocket=np.ones(n))
     path = tmp_path / "predictions.csv"
     write_predictions(path, split, ["^GSPC", "NA"], CLASSES, preds)
     header = path.read_text().splitlines()[0]
-    assert header == "date,symbol,actual,model,majority,stratified,logreg,forward_return"
+    assert header == (
+        "date,symbol,actual,model,majority,stratified,logreg,minirocket,forward_return"
+    )
     table = read_predictions(path, CLASSES, ["^GSPC", "NA"])  # "NA" stays a symbol name
     assert (table.dates == split.dates).all() and (table.symbols == split.symbols).all()
     assert (table.y_true == split.y).all() and (table.predicted["logreg"] == 2).all()
+    assert (table.predicted["minirocket"] == 1).all()
     np.testing.assert_array_equal(table.forward_return, split.forward_return)
 
     with pytest.raises(PredictionsError, match=re.escape("has ['NA'], not in ['^GSPC']")):

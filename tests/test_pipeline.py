@@ -9,6 +9,8 @@ import yaml
 from matplotlib.image import imread
 from pipeline_support import sh
 
+from stockclf.evaluation.predictions import PREDICTORS
+
 pytestmark = pytest.mark.slow
 
 
@@ -39,7 +41,7 @@ def test_outputs_and_metrics_are_sane(pipeline_repo: Path) -> None:
 
     test = json.loads((pipeline_repo / "reports/test_metrics.json").read_text())
     assert test["n_test"] == prepare["test"]["n"]
-    for name in ("model", "majority", "stratified", "logreg"):
+    for name in PREDICTORS:
         assert 0.0 <= test[name]["f1_macro"] <= 1.0
         assert 0.0 <= test[name]["accuracy"] <= 1.0
     # the majority baseline predicts one class: its macro F1 is at most 1/3 of a perfect score
@@ -111,7 +113,7 @@ def test_intervals_backtest_and_predictions(pipeline_repo: Path) -> None:
     test = json.loads((pipeline_repo / "reports/test_metrics.json").read_text())
     boot = json.loads((pipeline_repo / "reports/bootstrap.json").read_text())
     assert (boot["confidence"], boot["n_resamples"], boot["block_days"]) == (0.95, 1000, 20)
-    for name in ("model", "majority", "stratified", "logreg"):
+    for name in PREDICTORS:
         e = boot[name]
         assert e["f1_macro"] == pytest.approx(test[name]["f1_macro"])
         assert e["f1_macro_ci_low"] <= e["f1_macro"] <= e["f1_macro_ci_high"]
@@ -119,21 +121,23 @@ def test_intervals_backtest_and_predictions(pipeline_repo: Path) -> None:
             assert e["model_gain"] == pytest.approx(test["model"]["f1_macro"] - e["f1_macro"])
             assert e["model_gain_ci_low"] <= e["model_gain_ci_high"]
     rows = (pipeline_repo / "reports/predictions.csv").read_text().splitlines()
-    assert rows[0] == "date,symbol,actual,model,majority,stratified,logreg,forward_return"
+    assert rows[0] == (
+        "date,symbol,actual,model,majority,stratified,logreg,minirocket,forward_return"
+    )
     assert len(rows) == test["n_test"] + 1
 
     back = json.loads((pipeline_repo / "reports/backtest.json").read_text())
     assert back["costs"] == "no transaction costs" and back["rebalance_days"] == 5
     assert back["first_date"] >= "2016-01-01" and back["n_periods"] > 100
-    for book in ("strategy", "buy_and_hold"):
+    for book in ("strategy", "buy_and_hold", "minirocket"):
         m = back[book]
         assert set(m) >= {"total_return", "annual_return", "sharpe", "max_drawdown", "hit_rate"}
         assert 0.0 <= m["max_drawdown"] < 1.0
     # the bundled indices rose over 2016-2018
     assert back["buy_and_hold"]["total_return"] > 0.1
     equity = (pipeline_repo / "reports/equity.tsv").read_text().splitlines()
-    assert equity[0] == "date\tyear\tstrategy\tbuy_and_hold"
-    assert len(equity) == back["n_periods"] + 2 and equity[1].endswith("\t1.0\t1.0")
+    assert equity[0] == "date\tyear\tstrategy\tbuy_and_hold\tminirocket"
+    assert len(equity) == back["n_periods"] + 2 and equity[1].endswith("\t1.0\t1.0\t1.0")
 
 
 def test_dvc_plots_show_html_references_every_plot(pipeline_repo: Path, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from stockclf.progress import progress_enabled
 from stockclf.reporting.plots import _plot, figure_size, save_plots, top_params
 from stockclf.reporting.results import (
     compute_results,
+    format_results,
     plot_equity,
     plot_f1_intervals,
     write_results,
@@ -127,6 +128,8 @@ def test_metrics_and_baselines_on_known_data() -> None:
     preds = baseline_predictions(data, data, seed=0)
     assert np.all(preds["majority"] == 1)
     assert (preds["logreg"] == y_train).mean() > 0.9
+    # 4-step windows, padded to MiniRocket's 9: the signal in their first step is still found
+    assert (preds["minirocket"] == y_train).mean() > 0.9
     assert set(np.unique(preds["stratified"])) == {0, 1, 2}
 
 
@@ -242,7 +245,7 @@ def test_result_reports_and_figures(make_params, tmp_path) -> None:
     fwd = (y - 1) * 0.01 + rng.normal(scale=0.005, size=y.size)
     split = SplitData(np.zeros((y.size, 1, 4), np.float32), y, dates, np.tile([0, 1], n_days), fwd)
     preds = {"model": y, "majority": np.ones_like(y)}
-    preds.update(stratified=rng.integers(0, 3, y.size), logreg=(y + 1) % 3)
+    preds.update(stratified=rng.integers(0, 3, y.size), logreg=(y + 1) % 3, minirocket=y)
     write_predictions(tmp_path / "p.csv", split, symbols, CLASSES, preds)
     params = make_params({"evaluate": {"cost_bps": 5, "bootstrap_samples": 200}})
     meta = {"classes": CLASSES, "symbols": symbols, "horizon": 5}
@@ -260,12 +263,46 @@ def test_result_reports_and_figures(make_params, tmp_path) -> None:
     write_results(results, *files)
     assert json.loads(files[1].read_text())["strategy"] == results.backtest["strategy"]
     lines = files[2].read_text().splitlines()
-    assert lines[0] == "date\tyear\tstrategy\tbuy_and_hold" and len(lines) == n_days // 5 + 2
-    assert lines[1] == "2016-01-04\t2016.0082\t1.0\t1.0"  # 3 / 366 days into 2016
+    assert lines[0] == "date\tyear\tstrategy\tbuy_and_hold\tminirocket"
+    assert len(lines) == n_days // 5 + 2
+    assert lines[1] == "2016-01-04\t2016.0082\t1.0\t1.0\t1.0"  # 3 / 366 days into 2016
     plot_equity(results.backtest, results.equity, tmp_path / "equity.png", dpi=50)
     assert_real_png(tmp_path / "equity.png", (275, 500))
     plot_f1_intervals(results.uncertainty, list(PREDICTORS), tmp_path / "f1.png", dpi=50)
     assert imread(tmp_path / "f1.png")[..., :3].std() > 0.02
     skipped = {"costs": "no transaction costs", "skipped": "no known forward return"}
     plot_equity(skipped, [], tmp_path / "none.png", dpi=50)
+    assert_real_png(tmp_path / "none.png", (275, 500))
+
+
+def test_npz_input_has_intervals_and_a_backtest_that_says_it_does_not_apply(
+    make_params, tmp_path
+) -> None:
+    """An .npz source: no horizon in meta.json, NaN forward returns, classes of its own."""
+    rng = np.random.default_rng(0)
+    n, classes = 90, ["a", "b"]
+    dates = np.datetime64("1970-01-01") + np.arange(n)  # the prepare stage's row dates
+    y = rng.integers(0, 2, n)
+    no_return = np.full(n, np.nan)
+    split = SplitData(np.zeros((n, 1, 4), np.float32), y, dates, np.zeros(n, int), no_return)
+    preds = {name: np.zeros_like(y) for name in PREDICTORS}
+    preds.update(model=y, minirocket=1 - y)
+    write_predictions(tmp_path / "p.csv", split, ["waves"], classes, preds)
+    params = make_params({"evaluate": {"bootstrap_samples": 200}})
+    meta = {"classes": classes, "symbols": ["waves"], "horizon": None}
+    results = compute_results(tmp_path / "p.csv", meta, params)
+    assert results.uncertainty["model"]["f1_macro_ci_low"] == 1.0
+    assert results.uncertainty["minirocket"]["f1_macro_ci_high"] == 0.0
+    assert results.uncertainty["minirocket"]["model_gain"] == 1.0
+    assert results.uncertainty["n_dates"] == n
+    assert results.backtest["applicable"] is False and "no prices" in results.backtest["reason"]
+    assert set(results.backtest) == {"applicable", "reason"} and results.equity == []
+
+    files = [tmp_path / n for n in ("bootstrap.json", "backtest.json", "equity.tsv")]
+    write_results(results, *files)
+    assert json.loads(files[1].read_text()) == results.backtest
+    assert files[2].read_text().splitlines() == ["date\tyear\tstrategy\tbuy_and_hold\tminirocket"]
+    text = format_results(results, list(PREDICTORS))
+    assert text.endswith(f"backtest:\n  not applicable: {results.backtest['reason']}")
+    plot_equity(results.backtest, results.equity, tmp_path / "none.png", dpi=50)
     assert_real_png(tmp_path / "none.png", (275, 500))

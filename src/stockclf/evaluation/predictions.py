@@ -19,7 +19,7 @@ from stockclf.data.store import SplitData, atomic_file
 from stockclf.errors import StockclfError
 
 #: The predictors train_best scores, the model first (the bootstrap's reference).
-PREDICTORS = ("model", "majority", "stratified", "logreg")
+PREDICTORS = ("model", "majority", "stratified", "logreg", "minirocket")
 
 
 class PredictionsError(StockclfError, ValueError):

@@ -14,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from torch.utils.data import DataLoader
 
 from stockclf.data.store import SplitData
+from stockclf.evaluation.minirocket import minirocket_predictions
 
 
 def classification_metrics(
@@ -46,7 +47,8 @@ def baseline_predictions(train: SplitData, test: SplitData, seed: int) -> dict[s
 
     ``majority`` always says the most frequent train class; ``stratified`` draws at random
     with the train class frequencies; ``logreg`` is a class-balanced logistic regression on
-    the flattened, standardised window.
+    the flattened, standardised window; ``minirocket`` is aeon's MiniRocket classifier on
+    the windows as time series (see minirocket.py), the one a user would pick instead.
     """
     x_train = np.asarray(train.X, dtype=np.float32).reshape(len(train), -1)
     x_test = np.asarray(test.X, dtype=np.float32).reshape(len(test), -1)
@@ -59,7 +61,8 @@ def baseline_predictions(train: SplitData, test: SplitData, seed: int) -> dict[s
             LogisticRegression(class_weight="balanced", max_iter=2000, random_state=seed),
         ),
     }
-    return {name: m.fit(x_train, y_train).predict(x_test) for name, m in models.items()}
+    predicted = {name: m.fit(x_train, y_train).predict(x_test) for name, m in models.items()}
+    return {**predicted, "minirocket": minirocket_predictions(train, test, seed)}
 
 
 def confusion_rows(

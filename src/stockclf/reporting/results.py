@@ -27,7 +27,16 @@ from stockclf.evaluation.backtest import run_backtest
 from stockclf.evaluation.bootstrap import bootstrap_macro_f1
 from stockclf.evaluation.predictions import PredictionTable, read_predictions
 
-EQUITY_COLUMNS = ("date", "year", "strategy", "buy_and_hold")
+#: Baselines whose predictions are backtested like the model's.
+BACKTESTED = ("minirocket",)
+EQUITY_COLUMNS = ("date", "year", "strategy", "buy_and_hold", *BACKTESTED)
+
+#: The books drawn and summarised: (key in the backtest report, label).
+BOOKS = (
+    ("strategy", "model"),
+    *((name, name) for name in BACKTESTED),
+    ("buy_and_hold", "buy and hold"),
+)
 
 
 def uncertainty_report(
@@ -62,18 +71,49 @@ def backtest_report(
     stride: int,
     cost_bps: float,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The model's predictions backtested against buy-and-hold (see backtest.py)."""
-    return run_backtest(
-        preds.dates,
-        preds.symbols,
-        n_symbols,
-        preds.forward_return,
-        preds.predicted["model"],
-        classes,
-        horizon=horizon,
-        stride=stride,
-        cost_bps=cost_bps,
-    )
+    """The model's predictions backtested against buy-and-hold (see backtest.py), and each
+    of :data:`BACKTESTED` traded the same way on the same book.
+
+    A baseline's numbers go under its own key, with the keys of ``"strategy"``, and its
+    equity in a column of its name: the model's keys stay where they always were.
+    """
+
+    def run(name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        return run_backtest(
+            preds.dates,
+            preds.symbols,
+            n_symbols,
+            preds.forward_return,
+            preds.predicted[name],
+            classes,
+            horizon=horizon,
+            stride=stride,
+            cost_bps=cost_bps,
+        )
+
+    summary, rows = run("model")
+    if "skipped" in summary:
+        return summary, rows
+    for name in BACKTESTED:
+        other, other_rows = run(name)  # same dates, symbols and returns: the same grid
+        summary[name] = other["strategy"]
+        for row, other_row in zip(rows, other_rows, strict=True):
+            row[name] = other_row["strategy"]
+    return summary, rows
+
+
+def not_applicable(meta: dict[str, Any]) -> str | None:
+    """Why the backtest cannot run on this prepared data, or None when it can.
+
+    An ``.npz`` source has no prices: ``meta.json`` has no horizon and the samples no
+    forward return, so there is nothing to trade.
+    """
+    if meta.get("horizon") is None:
+        return (
+            "the input has no prices (an .npz data.source: no horizon in meta.json, no "
+            "forward returns), so there is nothing to trade"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -84,10 +124,17 @@ class Results:
 
 
 def compute_results(predictions: Path, meta: dict[str, Any], params: Params) -> Results:
-    """Read the test predictions and compute the intervals and the backtest."""
+    """Read the test predictions and compute the intervals and the backtest.
+
+    The intervals need only classes and dates, so they are computed for any input; where
+    the backtest does not apply, its report says why and the equity curve has no rows.
+    """
     classes = list(meta["classes"])
     preds = read_predictions(predictions, classes, meta["symbols"])
     uncertainty = uncertainty_report(preds, len(classes), params.evaluate, params.seed)
+    reason = not_applicable(meta)
+    if reason is not None:
+        return Results(uncertainty, {"applicable": False, "reason": reason}, [])
     backtest, equity = backtest_report(
         preds,
         classes,
@@ -127,19 +174,30 @@ def _summary_line(name: str, m: dict[str, Any]) -> str:
     )
 
 
+def _no_backtest(backtest: dict[str, Any]) -> str | None:
+    """Why there is no backtest (not applicable to the input, or skipped), or None."""
+    if backtest.get("applicable", True) is False:
+        return f"not applicable: {backtest['reason']}"
+    return None if "skipped" not in backtest else f"skipped: {backtest['skipped']}"
+
+
 def plot_equity(backtest: dict[str, Any], rows: list[dict[str, Any]], out: Path, dpi: int) -> None:
-    """Equity of the strategy and of buy-and-hold on the test split, with the key numbers
+    """Equity of the strategies and of buy-and-hold on the test split, with the key numbers
     and the cost assumption written on the figure."""
     fig, ax = plt.subplots(figsize=(10, 5.5))
-    title = f"Backtest on the test split ({backtest['costs']})"
-    if not rows:
+    title = "Backtest on the test split"
+    if "costs" in backtest:
+        title += f" ({backtest['costs']})"
+    why = _no_backtest(backtest)
+    if why is not None or not rows:
         ax.set_title(title)
-        ax.text(0.5, 0.5, f"No backtest: {backtest['skipped']}", ha="center", va="center")
+        ax.text(0.5, 0.5, f"No backtest\n{why}", ha="center", va="center", wrap=True)
         ax.set_axis_off()
     else:
         dates = np.array([r["date"] for r in rows], dtype="datetime64[D]")
-        for key, label in (("strategy", "model: long up / short down"), ("buy_and_hold", None)):
-            ax.plot(dates, [r[key] for r in rows], label=label or "buy and hold")
+        for key, name in BOOKS:
+            label = name if key == "buy_and_hold" else f"{name}: long up / short down"
+            ax.plot(dates, [r[key] for r in rows], label=label)
         ax.axhline(1.0, color="grey", linewidth=0.8)
         ax.set_title(
             f"{title}\nequal weight per symbol, rebalanced every "
@@ -150,10 +208,7 @@ def plot_equity(backtest: dict[str, Any], rows: list[dict[str, Any]], out: Path,
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left")
-        text = "\n".join(
-            _summary_line(n, backtest[k])
-            for n, k in (("model", "strategy"), ("buy and hold", "buy_and_hold"))
-        )
+        text = "\n".join(_summary_line(name, backtest[key]) for key, name in BOOKS)
         # Below the axes, where it cannot cover a curve.
         ax.text(0.5, -0.14, text, transform=ax.transAxes, ha="center", va="top", fontsize=9)
     fig.tight_layout()
@@ -208,10 +263,10 @@ def format_results(results: Results, names: list[str]) -> str:
             line += f"  model gain [{e['model_gain_ci_low']:+.4f}, {e['model_gain_ci_high']:+.4f}]"
         lines.append(line)
     b = results.backtest
-    lines.append(f"backtest ({b['costs']}):")
-    if "skipped" in b:
-        lines.append(f"  skipped: {b['skipped']}")
+    why = _no_backtest(b)
+    if why is not None:
+        lines += ["backtest:" if "costs" not in b else f"backtest ({b['costs']}):", f"  {why}"]
     else:
-        pairs = (("model", "strategy"), ("buy and hold", "buy_and_hold"))
-        lines += [f"  {_summary_line(name, b[key])}" for name, key in pairs]
+        lines.append(f"backtest ({b['costs']}):")
+        lines += [f"  {_summary_line(name, b[key])}" for key, name in BOOKS]
     return "\n".join(lines)
