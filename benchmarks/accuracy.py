@@ -18,6 +18,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -47,8 +48,10 @@ SMOKE_SEEDS = (0,)
 
 def parse_variant(text: str) -> Variant:
     name, sep, overrides = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=JSON")
+    if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected NAME=JSON, NAME of letters, digits, '_', '.', '-'"
+        )
     try:
         value = json.loads(overrides)
     except json.JSONDecodeError as err:
@@ -87,7 +90,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.out is None:
         args.out = smoke_dir / "ACCURACY.md" if args.smoke else DEFAULT_OUT
     if args.json is None:
-        args.json = DEFAULT_JSON if args.out == DEFAULT_OUT else args.out.with_suffix(".json")
+        args.json = (
+            DEFAULT_JSON if args.out.resolve() == DEFAULT_OUT else args.out.with_suffix(".json")
+        )
     args.sets = args.sets or list(SMOKE_SETS if args.smoke else DATASETS)
     args.seeds = args.seeds or list(SMOKE_SEEDS if args.smoke else DEFAULT_SEEDS)
     args.variant = args.variant or [Variant("default", {})]
