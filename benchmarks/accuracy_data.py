@@ -37,7 +37,8 @@ MINIROCKET_SOURCE = (
 )
 INCEPTION_SOURCE = (
     "hfawaz/InceptionTime, results-InceptionTime-128.csv (UCRArchive_2018, the 5-network "
-    "ensemble) and, for BasicMotions, results-mts.csv (MultivariateTSCProblems)"
+    "ensemble) and, for BasicMotions, results-mts.csv (MultivariateTSCProblems; that "
+    "repository's README links it only in a commented-out line)"
 )
 
 
