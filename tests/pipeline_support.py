@@ -3,6 +3,7 @@
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from benchmarks import dvc_rows
 
@@ -46,3 +47,9 @@ def copy_repo(repo: Path) -> Path:
 def set_args(overrides: list[str]) -> list[str]:
     """``-S key=value`` arguments for ``dvc exp run``."""
     return [a for o in overrides for a in ("-S", o)]
+
+
+def write_params(repo: Path, updates: dict[str, Any]) -> None:
+    """Merge ``updates`` into ``repo``'s params.yaml, for a plain ``dvc repro`` (the way the
+    benchmarks' row 6 shrinks its run)."""
+    dvc_rows.shrink_params(repo, updates)
