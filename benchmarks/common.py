@@ -97,7 +97,7 @@ def figures_line(name: str, values: list[float], unit: Callable[[float], str] = 
 SMOKE_UPDATES: dict[str, Any] = {
     "data": {"window": 16},
     "model": {"image_size": 16, "encodings": ["gasf", "gadf", "mtf"]},
-    "train": {"batch_size": 32, "max_train_batches": 3, "max_epochs": 1},
+    "train": {"batch_size": 32, "max_train_batches": 3, "max_epochs": 1, "min_steps": 0},
     "tune": {"n_trials": 2, "tuning_max_epochs": 1, "n_startup_trials": 1},
 }
 

@@ -41,7 +41,7 @@ UP_TO_DATE = "Data and pipelines are up to date."
 TINY: dict[str, Any] = {
     "data": {"window": 16},
     "model": {"image_size": 16},
-    "train": {"max_epochs": 1, "max_train_batches": 3, "batch_size": 32},
+    "train": {"max_epochs": 1, "max_train_batches": 3, "batch_size": 32, "min_steps": 0},
     "tune": {"n_trials": 2, "tuning_max_epochs": 1, "n_startup_trials": 1},
     "evaluate": {"bootstrap_samples": 100},
 }

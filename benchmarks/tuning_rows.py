@@ -67,7 +67,7 @@ def pct(value: float) -> str:
 #: sampler, ``n_startup_trials`` and early stopping are the repository's.
 PRUNING_UPDATES: dict[str, Any] = {
     "model": {"backbone": "mobilenetv3_small_050", "image_size": 16},
-    "train": {"max_train_batches": 8},
+    "train": {"max_train_batches": 8, "min_steps": 0},  # epochs are what row 4 counts
     "tune": {
         "n_trials": 10,
         "tuning_max_epochs": 6,

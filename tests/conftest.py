@@ -22,7 +22,7 @@ def tiny_overrides() -> dict[str, Any]:
     return {
         "data": {"window": 16},
         "model": {"backbone": "efficientnet_b0", "image_size": 16, "encodings": ["gasf", "mtf"]},
-        "train": {"max_epochs": 2, "batch_size": 32, "max_train_batches": 3},
+        "train": {"max_epochs": 2, "batch_size": 32, "max_train_batches": 3, "min_steps": 0},
         "tune": {"n_trials": 2, "tuning_max_epochs": 2, "n_startup_trials": 1},
     }
 

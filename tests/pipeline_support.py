@@ -14,6 +14,7 @@ OVERRIDES = [
     "tune.tuning_max_epochs=1",
     "train.max_epochs=1",
     "train.max_train_batches=3",
+    "train.min_steps=0",
     "model.image_size=16",
 ]
 

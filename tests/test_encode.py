@@ -213,10 +213,25 @@ def test_invalid_arguments() -> None:
     with pytest.raises(TypeError):
         ImageEncoder("gasf", 16)
     encoder = ImageEncoder(["gasf"], 16)
-    with pytest.raises(ValueError, match="L=10"):
-        encoder(torch.zeros(2, 1, 10))
     with pytest.raises(ValueError, match=r"\(B, C, L\)"):
         encoder(torch.zeros(2, 32))
+
+
+def test_image_larger_than_the_window_interpolates_the_series() -> None:
+    """A 10-point window makes a 16 x 16 GASF: the series is linearly interpolated to 16
+    points (numpy's ``interp`` on an even grid), then encoded as usual."""
+    x = random_windows(11, 3, 2, 10)
+    out = ImageEncoder(["gasf", "gadf", "mtf"], 16)(x)
+    assert out.shape == (3, 6, 16, 16)
+    assert torch.isfinite(out).all()
+    series = x.numpy().reshape(-1, 10).astype(np.float64)
+    grid = np.linspace(0, 9, 16)
+    upsampled = np.stack([np.interp(grid, np.arange(10), s) for s in series])
+    # ref_gasf with size == length is the plain GASF of the upsampled series
+    expected = np.stack([ref_gasf(s, 16) for s in upsampled]).reshape(3, 2, 16, 16)
+    assert max_diff(out[:, :2], expected) < TOL
+    mtf = out[:, 4:]
+    assert float(mtf.min()) >= 0.0 and float(mtf.max()) <= 1.0
 
 
 def test_autocast_returns_float32_result() -> None:

@@ -85,10 +85,15 @@ class ModelParams(_Strict):
     encodings: list[Literal["gasf", "gadf", "mtf"]] = Field(
         default_factory=lambda: ["gasf", "gadf", "mtf"], min_length=1
     )
+    # Side of the images; above the window length the series is interpolated up.
     image_size: int = Field(32, ge=8)
     mtf_bins: int = Field(8, ge=2)
     drop_path_rate: float = Field(0.1, ge=0, lt=1)
     aux_loss_weight: float = Field(0.3, ge=0)
+    # Standardise each image channel and each window channel with training-split statistics.
+    normalize: bool = True
+    # Width of the 1-D convolutional branch on the window itself (0 = images only).
+    raw_branch: int = Field(64, ge=0)
 
 
 class TrainParams(_Strict):
@@ -101,6 +106,12 @@ class TrainParams(_Strict):
     weight_decay: float = Field(0.01, ge=0)
     agc_clip_factor: float = Field(0.02, ge=0)
     early_stopping_patience: int = Field(3, ge=1)
+    # Each run takes at least this many optimizer steps, whatever its epoch budget: epochs,
+    # patience and warmup are stretched by the same factor on small data sets.
+    min_steps: int = Field(200, ge=0)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    class_weights: Literal["none", "balanced"] = "balanced"  # balanced: n / (K * n_class)
+    mixup_alpha: float = Field(0.4, ge=0)  # Beta(a, a) mixup of the windows; 0 = off
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int = Field(1, ge=1)
     strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"

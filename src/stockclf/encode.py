@@ -48,6 +48,24 @@ def paa(x: Tensor, size: int) -> Tensor:
     return F.adaptive_avg_pool1d(x.reshape(-1, 1, shape[-1]), size).reshape(*shape[:-1], size)
 
 
+def resample(x: Tensor, size: int) -> Tensor:
+    """``x`` (``... x L``) at ``size`` points: :func:`paa` when shrinking (or equal), linear
+    interpolation through the ``L`` points when ``size > L``.
+
+    Upsampling lets ``image_size`` exceed the window, so that a short series (24 points)
+    still gives a backbone with a total stride of 32 an image large enough to keep a
+    spatial feature map; interpolation adds no information, only resolution.
+    """
+    length = x.shape[-1]
+    if size <= length:
+        return paa(x, size)
+    shape = x.shape
+    flat = x.reshape(-1, 1, length)
+    return F.interpolate(flat, size=size, mode="linear", align_corners=True).reshape(
+        *shape[:-1], size
+    )
+
+
 def polar_angles(x: Tensor) -> tuple[Tensor, Tensor]:
     """``(cos phi, sin phi)`` of the polar encoding of each series in ``x`` (``... x S``).
 
@@ -161,9 +179,10 @@ class ImageEncoder(nn.Module):
 
     The channels are grouped by encoding, in the order given: for encodings ``("mtf", "gasf")``
     channels ``0 .. C - 1`` are the MTF of input channels ``0 .. C - 1`` and channels
-    ``C .. 2C - 1`` their GASF.  The Gramian angular fields are computed on the PAA of each
-    series to ``S`` points (:func:`paa`); the Markov transition field on the full series,
-    averaged down to ``S x S`` (:func:`mtf`).
+    ``C .. 2C - 1`` their GASF.  The Gramian angular fields are computed on each series
+    resampled to ``S`` points (:func:`resample`: PAA down, linear interpolation up); the
+    Markov transition field on the full series, averaged to ``S x S`` (:func:`mtf`; above
+    ``L`` each image cell takes the one or two points its segment covers).
 
     The module has no parameters and works on whatever device its input is on.  The input is
     cast to float32 and the encodings are computed with autocast disabled, so the output is
@@ -171,7 +190,8 @@ class ImageEncoder(nn.Module):
 
     Args:
         encodings: names from :data:`ENCODINGS`, each at most once.
-        image_size: side ``S`` of the output images, at least 2 and at most the window length.
+        image_size: side ``S`` of the output images, at least 2; larger than the window
+            length ``L``, the series is upsampled (:func:`resample`).
         mtf_bins: number of quantile bins of the Markov transition field, at least 2.
     """
 
@@ -220,11 +240,6 @@ class ImageEncoder(nn.Module):
             raise ValueError(f"expected input of shape (B, C, L), got {tuple(x.shape)}")
         batch, channels, length = x.shape
         size = self.image_size
-        if length < size:
-            raise ValueError(
-                f"window length L={length} is shorter than image_size={size}; "
-                "use a longer window or a smaller image_size"
-            )
         with torch.autocast(device_type=x.device.type, enabled=False):
             series = x.float().reshape(batch * channels, length)
             angles: tuple[Tensor, Tensor] | None = None  # shared by GASF and GADF
@@ -238,7 +253,7 @@ class ImageEncoder(nn.Module):
                         # average small numbers (exact differences for prices), which keeps
                         # float32 rounding far below the range of the window.
                         shifted = series - series.amin(dim=-1, keepdim=True)
-                        angles = polar_angles(paa(shifted, size))
+                        angles = polar_angles(resample(shifted, size))
                     image = gasf(*angles) if name == "gasf" else gadf(*angles)
                 images.append(image.reshape(batch, channels, size, size))
             return torch.cat(images, dim=1)

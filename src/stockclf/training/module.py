@@ -49,6 +49,10 @@ class StockClassifier(L.LightningModule):
         )
         self.model_params = model_params
         self.train_params = train_params
+        # Set by the training run (train_model) from the budget it stretched to min_steps.
+        self.warmup_epochs = train_params.warmup_epochs
+        # Per-class weights of the training loss; ones unless set_class_weights is called.
+        self.register_buffer("class_weight", torch.ones(num_classes))
         self.net = StockClassifierNet(
             model_params, in_channels, num_classes, channels_last=train_params.channels_last
         )
@@ -69,15 +73,58 @@ class StockClassifier(L.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)[0]
 
+    def set_class_weights(self, counts: Tensor) -> None:
+        """``n / (K * n_k)`` per class k from the training split's class counts (sklearn's
+        "balanced"); a class without samples gets weight 0."""
+        counts = counts.to(self.class_weight)
+        weights = counts.sum() / (len(counts) * counts.clamp(min=1))
+        self.class_weight.copy_(torch.where(counts > 0, weights, torch.zeros_like(weights)))
+
+    def _criterion(self, logits: Tensor, y: Tensor) -> Tensor:
+        """The training loss of one head: weighted, label-smoothed cross-entropy."""
+        return F.cross_entropy(
+            logits, y, weight=self.class_weight, label_smoothing=self.train_params.label_smoothing
+        )
+
+    def _mixed(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, float]:
+        """Mixup of the windows (Zhang et al. 2018): ``x' = lam x + (1 - lam) x[perm]``.
+
+        Windows, not images, are mixed: the images are made from them on the device, so
+        this costs one extra elementwise op. ``lam`` and ``perm`` come from torch's global
+        RNG, which ``seed_everything`` seeds.
+        """
+        alpha = self.train_params.mixup_alpha
+        lam = float(torch.distributions.Beta(alpha, alpha).sample())
+        perm = torch.randperm(len(y), device=y.device)
+        return lam * x + (1 - lam) * x[perm], y[perm], lam
+
     def losses(self, x: Tensor, y: Tensor) -> Losses:
-        """The losses of a batch. In training mode (with ``aux_loss_weight > 0``) ``total``
-        adds the auxiliary head's cross-entropy, weighted; otherwise it is ``main``."""
-        logits, aux_logits = self.net(x)
-        main = F.cross_entropy(logits, y)
-        if not (self.training and self.model_params.aux_loss_weight > 0):
+        """The losses of a batch.
+
+        In training, ``total`` is the weighted, label-smoothed cross-entropy on mixed
+        windows (when those options are on) plus the auxiliary head's, weighted by
+        ``aux_loss_weight``. ``main`` is always the main head's plain cross-entropy against
+        ``y``, so that losses compare across splits and against ln(K).
+        """
+        if not self.training:
+            logits, _ = self.net(x)
+            main = F.cross_entropy(logits, y)
             return Losses(main, main, None, logits)
-        aux = F.cross_entropy(aux_logits, y)
-        return Losses(main + self.model_params.aux_loss_weight * aux, main, aux, logits)
+        y_mix, lam = y, 1.0
+        if self.train_params.mixup_alpha > 0:
+            x, y_mix, lam = self._mixed(x, y)
+        logits, aux_logits = self.net(x)
+
+        def criterion(out: Tensor) -> Tensor:
+            loss = self._criterion(out, y)
+            return loss if lam == 1.0 else lam * loss + (1 - lam) * self._criterion(out, y_mix)
+
+        total = criterion(logits)
+        main = F.cross_entropy(logits.detach(), y)
+        if self.model_params.aux_loss_weight <= 0:
+            return Losses(total, main, None, logits)
+        aux = criterion(aux_logits)
+        return Losses(total + self.model_params.aux_loss_weight * aux, main, aux, logits)
 
     def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
         x, y = batch
@@ -132,7 +179,7 @@ class StockClassifier(L.LightningModule):
         )
         optimizer = torch.optim.AdamW(groups)
         steps_per_epoch = max(total_steps // max(max_epochs, 1), 1)
-        warmup = round(tp.warmup_epochs * steps_per_epoch)
+        warmup = round(self.warmup_epochs * steps_per_epoch)
         factor = warmup_cosine(warmup, total_steps, tp.lr_decay_rate)
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 

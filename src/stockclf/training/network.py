@@ -13,12 +13,43 @@ from stockclf.config import ModelParams, ParamsError
 from stockclf.encode import ImageEncoder
 
 
+class WindowBranch(nn.Module):
+    """A 1-D convolutional net on the standardised window itself (B x C x L -> B x width).
+
+    The image encodings rescale every window to [-1, 1] (GAF) or to ranks (MTF), which
+    throws away its level and volatility: exactly what a logistic regression on the raw
+    window uses. This branch keeps them. Its shape is the fully convolutional network of
+    Wang, Yan and Oates (2017), a strong UCR baseline, at a width that costs little next to
+    the backbone: three conv-BN-ReLU blocks, then the mean over time.
+    """
+
+    def __init__(self, in_channels: int, width: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for kernel, out in ((7, width), (5, 2 * width), (3, width)):
+            layers += [
+                nn.Conv1d(channels, out, kernel, padding=kernel // 2, bias=False),
+                nn.BatchNorm1d(out),
+                nn.ReLU(inplace=True),
+            ]
+            channels = out
+        self.body = nn.Sequential(*layers)
+        self.out_features = width
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x).mean(dim=-1)  # B x width
+
+
 class StockClassifierNet(nn.Module):
     """Windows (B x C x L) -> class logits, plus auxiliary logits for deep supervision.
 
     The auxiliary head classifies from an intermediate feature map (the stage before
     last, e.g. ``blocks.4`` in EfficientNet-B0) so that the gradient reaches early
     layers directly; its loss is weighted by ``aux_loss_weight`` during training.
+
+    The normalisation statistics are buffers, saved with the weights: ``fit_normalisation``
+    sets them from training windows before training, and a loaded checkpoint brings them.
     """
 
     def __init__(
@@ -27,6 +58,11 @@ class StockClassifierNet(nn.Module):
         super().__init__()
         self.encoder = ImageEncoder(params.encodings, params.image_size, params.mtf_bins)
         image_channels = self.encoder.out_channels(in_channels)
+        self.normalize = params.normalize
+        self.register_buffer("image_mean", torch.zeros(image_channels))
+        self.register_buffer("image_std", torch.ones(image_channels))
+        self.register_buffer("window_mean", torch.zeros(in_channels))
+        self.register_buffer("window_std", torch.ones(in_channels))
         self.backbone = timm.create_model(
             params.backbone,
             pretrained=params.pretrained,
@@ -38,11 +74,16 @@ class StockClassifierNet(nn.Module):
             load_backbone_weights(self.backbone, Path(params.pretrained_path))
         self.aux_index = len(self.backbone.feature_info) - 2
         pooled_features, aux_channels = self._probe_widths(image_channels, params.image_size)
-        self.head = nn.Linear(pooled_features, num_classes)
+        self.window_branch = (
+            WindowBranch(in_channels, params.raw_branch) if params.raw_branch > 0 else None
+        )
+        raw_features = self.window_branch.out_features if self.window_branch else 0
+        self.head = nn.Linear(pooled_features + raw_features, num_classes)
         self.aux_head = nn.Sequential(
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(aux_channels, num_classes)
         )
-        # channels_last is 1.6x faster for EfficientNet on CPU (measured, FINDINGS.md)
+        # channels_last: EfficientNet-B0 trains 1.6x faster on a 2-core CPU (measured with
+        # 2,048 64 x 64 images per epoch), and python -m benchmarks, row 7, re-measures it.
         self.channels_last = channels_last
         if channels_last:
             self.to(memory_format=torch.channels_last)
@@ -63,18 +104,41 @@ class StockClassifierNet(nn.Module):
         self.backbone.train(was_training)
         return pooled.shape[1], intermediate.shape[1]
 
+    @torch.no_grad()
+    def fit_normalisation(self, windows: Tensor) -> None:
+        """Per-channel mean and standard deviation of the images and of the windows of
+        ``windows`` (N x C x L, training samples only, so nothing leaks from val or test).
+
+        GAF values lie in [-1, 1] while MTF values average ``1 / mtf_bins``; standardising
+        each channel puts them on one scale for the backbone's first convolution.
+        """
+        if not self.normalize:
+            return
+        x = windows.float().to(self.image_mean.device)
+        images = torch.cat([self.encoder(chunk) for chunk in x.split(1024)])  # N x CE x S x S
+        self.image_mean.copy_(images.mean(dim=(0, 2, 3)))
+        self.image_std.copy_(images.std(dim=(0, 2, 3)).clamp(min=1e-6))
+        self.window_mean.copy_(x.mean(dim=(0, 2)))
+        self.window_std.copy_(x.std(dim=(0, 2)).clamp(min=1e-6))
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         images = self.encoder(x)  # B x C*E x S x S
+        images = (images - self.image_mean[:, None, None]) / self.image_std[:, None, None]
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         final, (intermediate,) = self.backbone.forward_intermediates(
             images, indices=[self.aux_index]
         )
         pooled = self.backbone.forward_head(final)  # B x num_features
+        if self.window_branch is not None:
+            window = (x.float() - self.window_mean[:, None]) / self.window_std[:, None]
+            pooled = torch.cat([pooled, self.window_branch(window)], dim=1)
         return self.head(pooled), self.aux_head(intermediate)
 
     def head_parameters(self) -> list[nn.Parameter]:
-        return [*self.head.parameters(), *self.aux_head.parameters()]
+        """Parameters trained from scratch at ``lr_head``: the heads and the window branch."""
+        branch = list(self.window_branch.parameters()) if self.window_branch else []
+        return [*self.head.parameters(), *self.aux_head.parameters(), *branch]
 
 
 def load_backbone_weights(backbone: nn.Module, path: Path) -> None:

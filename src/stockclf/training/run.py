@@ -9,11 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from dvclive.lightning import DVCLiveLogger
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from stockclf.config import Params, TrainParams
+from stockclf.data.store import load_split
+from stockclf.training.budget import run_budget
 from stockclf.training.datamodule import PreparedDataModule
 from stockclf.training.module import StockClassifier
 
@@ -40,6 +43,40 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")
 
 
+#: Training windows that the normalisation statistics are computed from (evenly spaced
+#: over the split, so they span its whole period); more changes the statistics little.
+NORMALISATION_SAMPLES = 8192
+
+
+def fit_to_training_split(
+    module: StockClassifier, x: np.ndarray, y: np.ndarray, train: TrainParams
+) -> None:
+    """Set what the module learns from the training split before training: the
+    normalisation statistics and, with ``class_weights: balanced``, the class weights."""
+    step = max(len(x) // NORMALISATION_SAMPLES, 1)
+    sample = torch.from_numpy(np.array(x[::step][:NORMALISATION_SAMPLES], dtype=np.float32))
+    module.net.fit_normalisation(sample)
+    if train.class_weights == "balanced":
+        counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=len(module.class_weight))
+        module.set_class_weights(torch.from_numpy(counts).float())
+
+
+class LatestBestCheckpoint(ModelCheckpoint):
+    """Keeps the best epoch, and of epochs that tie on the monitored value the latest.
+
+    On a small validation split (UCR GunPoint keeps 10 windows) the macro F1 reaches its
+    ceiling early and stays there while training goes on; Lightning's strict comparison
+    would keep the first, least trained of those epochs.
+    """
+
+    def check_monitor_top_k(self, trainer: L.Trainer, current: torch.Tensor | None = None) -> bool:
+        if current is None or not self.best_k_models:
+            return super().check_monitor_top_k(trainer, current)
+        best = self.best_k_models[self.kth_best_model_path]
+        better_or_tied = torch.ge(current, best) if self.mode == "max" else torch.le(current, best)
+        return trainer.strategy.reduce_boolean_decision(bool(better_or_tied))
+
+
 def train_model(
     params: Params,
     prepared_dir: str | Path,
@@ -61,13 +98,17 @@ def train_model(
     accelerator = resolve_accelerator(params.train)
     data = PreparedDataModule(prepared_dir, params.train.batch_size, params.seed)
     module = StockClassifier(params.model, params.train, data.in_channels, data.num_classes)
+    train_split = load_split(prepared_dir, "train")
+    fit_to_training_split(module, train_split.X, train_split.y, params.train)
+    budget = run_budget(max_epochs, len(train_split), params.train)
+    module.warmup_epochs = budget.warmup_epochs
     all_callbacks: list[Callback] = [
-        EarlyStopping(monitor, mode=mode, patience=params.train.early_stopping_patience),
+        EarlyStopping(monitor, mode=mode, patience=budget.patience),
         *callbacks,
     ]
     checkpoint = None
     if checkpoint_dir is not None:
-        checkpoint = ModelCheckpoint(
+        checkpoint = LatestBestCheckpoint(
             dirpath=checkpoint_dir,
             filename="best",
             monitor=monitor,
@@ -84,7 +125,7 @@ def train_model(
         devices=params.train.devices,
         strategy=params.train.strategy,
         precision=resolve_precision(params.train, accelerator),
-        max_epochs=max_epochs,
+        max_epochs=budget.epochs,
         limit_train_batches=params.train.max_train_batches or 1.0,
         logger=logger,
         callbacks=all_callbacks,

@@ -1,0 +1,42 @@
+"""How long one run trains: the epoch budget, stretched to a floor of optimizer steps.
+
+Budgets are counted in epochs, which mean very different amounts of training from one data
+set to the next: UCR GunPoint's 40 training windows make one batch per epoch, so 30 epochs
+are 30 optimizer steps, while the bundled prices make 55 steps per epoch. ``train.min_steps``
+sets a floor in steps; when it stretches the epochs, early-stopping patience and warmup are
+stretched by the same factor, so they keep their share of the run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from stockclf.config import TrainParams
+
+
+@dataclass(frozen=True)
+class Budget:
+    epochs: int  # max_epochs of the trainer
+    patience: int  # early-stopping patience, in epochs
+    warmup_epochs: float  # linear warmup, in epochs
+
+
+def steps_per_epoch(n_train: int, train: TrainParams) -> int:
+    """Optimizer steps in one epoch over ``n_train`` samples (one process's share under
+    data-parallel training, capped by ``max_train_batches``)."""
+    per_process = math.ceil(n_train / train.devices)
+    steps = max(math.ceil(per_process / train.batch_size), 1)
+    return min(steps, train.max_train_batches) if train.max_train_batches else steps
+
+
+def run_budget(max_epochs: int, n_train: int, train: TrainParams) -> Budget:
+    """The budget of a run of ``max_epochs`` epochs on ``n_train`` training samples."""
+    steps = steps_per_epoch(n_train, train)
+    epochs = max(max_epochs, math.ceil(train.min_steps / steps))
+    scale = epochs / max_epochs
+    return Budget(
+        epochs=epochs,
+        patience=math.ceil(train.early_stopping_patience * scale),
+        warmup_epochs=train.warmup_epochs * scale,
+    )
