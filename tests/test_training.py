@@ -10,7 +10,6 @@ from sklearn.metrics import f1_score
 from timm.layers import DropPath
 
 from stockclf.config import ParamsError, load_params
-from stockclf.data.store import load_split
 from stockclf.evaluation.scoring import predict
 from stockclf.training.batches import TensorBatches, place_split
 from stockclf.training.module import NonFiniteLossError, StockClassifier
@@ -106,21 +105,29 @@ def test_non_finite_loss_raises(fit_tiny, make_params) -> None:
         fit_tiny(params)
 
 
+@pytest.mark.parametrize("keep_by", ["metric", "loss"])
 def test_checkpoint_restores_the_best_epoch(
-    fit_tiny, make_params, tiny_prepared: Path, tmp_path: Path
+    fit_tiny, make_params, tiny_prepared: Path, tmp_path: Path, keep_by: str
 ) -> None:
-    params = make_params({"train": {"early_stopping_patience": 5}})
+    params = make_params({"train": {"early_stopping_patience": 5, "keep_epoch_by": keep_by}})
     module, trainer, data = fit_tiny(params, max_epochs=4, checkpoint_dir=tmp_path / "ckpt")
     assert (tmp_path / "ckpt" / "best.ckpt").exists()
-    history = (tmp_path / "live" / "plots" / "metrics" / "val" / "f1.tsv").read_text()
+    name = "f1" if keep_by == "metric" else "loss"
+    history = (tmp_path / "live" / "plots" / "metrics" / "val" / f"{name}.tsv").read_text()
     per_epoch = [float(row.split("\t")[1]) for row in history.splitlines()[1:]]
     assert len(per_epoch) == 4
     best = float(trainer.checkpoint_callback.best_model_score)
-    assert best == pytest.approx(max(per_epoch))
+    assert best == pytest.approx(max(per_epoch) if keep_by == "metric" else min(per_epoch))
     # the returned module is the best epoch's, whatever the last epoch scored
-    y_val = load_split(tiny_prepared, "val").y
-    pred = predict(module, data.val_dataloader())
-    assert f1_score(y_val, pred, average="macro") == pytest.approx(best, abs=1e-6)
+    x_val, y_val = data.tensors("val")
+    if keep_by == "metric":
+        pred = predict(module, data.val_dataloader())
+        assert f1_score(y_val, pred, average="macro") == pytest.approx(best, abs=1e-6)
+    else:
+        module.eval()
+        with torch.no_grad():
+            loss = torch.nn.functional.cross_entropy(module(x_val), y_val)
+        assert float(loss) == pytest.approx(best, rel=1e-4)
 
 
 @pytest.mark.parametrize("fmt", ["pt", "safetensors"])

@@ -112,6 +112,10 @@ class TrainParams(_Strict):
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     class_weights: Literal["none", "balanced"] = "balanced"  # balanced: n / (K * n_class)
     mixup_alpha: float = Field(0.4, ge=0)  # Beta(a, a) mixup of the windows; 0 = off
+    # Which epoch a run keeps, and when it stops: the lowest validation loss ("loss"), or the
+    # best tune.metric with ties to the lower loss ("metric"). Trials are valued by
+    # tune.metric at the kept epoch either way.
+    keep_epoch_by: Literal["loss", "metric"] = "loss"
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int = Field(1, ge=1)
     strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"

@@ -65,6 +65,25 @@ def baseline_predictions(train: SplitData, test: SplitData, seed: int) -> dict[s
     return {**predicted, "minirocket": minirocket_predictions(train, test, seed)}
 
 
+def validation_summary(
+    kept_epoch: dict[str, float], train: SplitData, val: SplitData, seed: int
+) -> dict[str, float]:
+    """The kept epoch's validation loss and macro F1, beside what chance gives on the same
+    split: ``ln(K)`` (the loss of saying 1/K for every class) and the macro F1 of the
+    stratified baseline (random guesses at the training class frequencies)."""
+    n_classes = int(max(np.max(train.y), np.max(val.y))) + 1
+    guess = DummyClassifier(strategy="stratified", random_state=seed)
+    guess.fit(np.zeros((len(train), 1)), np.asarray(train.y))
+    stratified = f1_score(
+        np.asarray(val.y), guess.predict(np.zeros((len(val), 1))), average="macro", zero_division=0
+    )
+    summary = {k: kept_epoch[k] for k in ("val_loss", "val_f1", "val_acc") if k in kept_epoch}
+    summary.update(ln_classes=float(np.log(n_classes)), stratified_val_f1=float(stratified))
+    if "epoch" in kept_epoch:
+        summary["epoch"] = int(kept_epoch["epoch"])
+    return summary
+
+
 def confusion_rows(
     y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]
 ) -> list[dict[str, str]]:

@@ -19,7 +19,9 @@ from stockclf.evaluation.scoring import (
     classification_metrics,
     confusion_rows,
     predict,
+    validation_summary,
 )
+from stockclf.training.callbacks import kept_epoch
 from stockclf.training.run import train_model
 
 
@@ -59,10 +61,15 @@ def run_train_best(
     results: dict[str, Any] = {
         "n_test": len(test),
         "epochs_trained": trainer.current_epoch,
-        "best_val": float(trainer.checkpoint_callback.best_model_score),
+        # tune.metric on validation at the kept epoch
+        "best_val": kept_epoch(trainer).get(params.tune.metric, float("nan")),
         "model": classification_metrics(y_true, y_pred, classes),
     }
-    baselines = baseline_predictions(load_split(prepared_dir, "train"), test, params.seed)
+    train = load_split(prepared_dir, "train")
+    results["validation"] = validation_summary(
+        kept_epoch(trainer), train, load_split(prepared_dir, "val"), params.seed
+    )
+    baselines = baseline_predictions(train, test, params.seed)
     for name, pred in baselines.items():
         results[name] = classification_metrics(y_true, pred, classes)
     symbols = load_meta(prepared_dir)["symbols"]

@@ -65,6 +65,8 @@ def train_trial(
     """The real training of one trial (the default ``train_fn``)."""
     from optuna_integration import PyTorchLightningPruningCallback
 
+    from stockclf.training.callbacks import kept_epoch
+
     train_model = sys.modules[__name__].train_model
     tune = params.tune
     _, trainer, _ = train_model(
@@ -78,10 +80,10 @@ def train_trial(
         callbacks=[PyTorchLightningPruningCallback(trial, monitor=tune.metric)],
         progress_bar=False,
     )
-    # Early stopping's best score, not the last epoch's value: the trial is judged
-    # by the epoch train_best would keep.
-    stopper = trainer.early_stopping_callback
-    score = stopper.best_score if stopper is not None else trainer.callback_metrics[tune.metric]
+    kept = kept_epoch(trainer)
+    trial.set_user_attr("best_epoch", kept)
+    # tune.metric at the kept epoch, the one train_best would keep (not the last epoch's)
+    score = kept.get(tune.metric, float("nan"))
     return float(score)
 
 

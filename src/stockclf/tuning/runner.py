@@ -337,6 +337,10 @@ def write_artifacts(
         "n_pruned": states.count(optuna.trial.TrialState.PRUNED),
         "n_fail": states.count(optuna.trial.TrialState.FAIL),
     }
+    # The plain cross-entropy of the best trial's kept epoch: below ln(K) means its
+    # probabilities beat always saying 1/K per class.
+    if "val_loss" in best.user_attrs.get("best_epoch", {}):
+        summary["best_val_loss"] = best.user_attrs["best_epoch"]["val_loss"]
     # Only searched names, with the exact value type the training params expect.
     best_params = {k: lock_safe(best.params[k]) for k in params.tune.parameter_ranges}
     with atomic_file(outputs.best_params) as tmp:
