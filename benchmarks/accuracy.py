@@ -80,6 +80,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--variant", type=parse_variant, action="append", default=[], metavar="NAME=JSON"
     )
+    parser.add_argument(
+        "--no-tune", action="store_true", help="train_best on the params as given, no study"
+    )
     parser.add_argument("--out", type=Path, default=None, help="the markdown report")
     parser.add_argument("--json", type=Path, default=None, help="the raw numbers")
     parser.add_argument(
@@ -124,6 +127,7 @@ def new_doc(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         "command": quote(["python", "-m", "benchmarks.accuracy", *argv]),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "smoke": args.smoke,
+        "tuned": not args.no_tune,
         "machine": machine(),
         "sets": args.sets,
         "seeds": args.seeds,
@@ -188,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="stockclf-accuracy-") as root:
         for i, (variant, dataset, seed) in enumerate(jobs, 1):
-            record = run_one(variant, dataset, seed, args.smoke, Path(root))
+            record = run_one(variant, dataset, seed, args.smoke, Path(root), not args.no_tune)
             doc["runs"].append(asdict(record))
             doc["wall_s"] = time.perf_counter() - start
             write(doc, args.out, args.json)

@@ -106,14 +106,20 @@ def published(value: float | None, n: int | None = None, total: int | None = Non
     return text if n is None or n == total or value is None else f"{text} ({n} of {total} sets)"
 
 
-def budget_line(variant: dict[str, Any]) -> str:
+def budget_line(variant: dict[str, Any], tuned: bool = True) -> str:
     b = variant["budget"]
     overrides = json.dumps(variant["overrides"]) if variant["overrides"] else "none"
+    tune = (
+        f"tune {b['n_trials']} trials x at most {b['tuning_max_epochs']} epochs (pruner "
+        f"{b['pruner']}, metric {b['metric']})"
+        if tuned
+        else "no tuning (train_best on these params as they are)"
+    )
     return (
-        f"- `{variant['name']}` (overrides of params.yaml: `{overrides}`): tune "
-        f"{b['n_trials']} trials x at most {b['tuning_max_epochs']} epochs (pruner "
-        f"{b['pruner']}, metric {b['metric']}), train_best at most {b['max_epochs']} epochs "
-        f"(early stopping patience {b['early_stopping_patience']}); {b['backbone']} on "
+        f"- `{variant['name']}` (overrides of params.yaml: `{overrides}`): {tune}, train_best "
+        f"at most {b['max_epochs']} epochs (early stopping patience "
+        f"{b['early_stopping_patience']}); every run at least {b.get('min_steps', 0)} steps, "
+        f"kept epoch by {b.get('keep_epoch_by', 'metric')}; {b['backbone']} on "
         f"{b['image_size']}x{b['image_size']} images of {'+'.join(b['encodings'])}, batch "
         f"{b['batch_size']}, max_train_batches {b['max_train_batches']}, accelerator "
         f"{b['accelerator']}"
@@ -215,7 +221,7 @@ def render(doc: dict[str, Any]) -> str:
         "",
         "## Budget (read from the params each run used)",
         "",
-        *[budget_line(v) for v in doc["variants"]],
+        *[budget_line(v, doc.get("tuned", True)) for v in doc["variants"]],
         "",
         "## Method",
         "",

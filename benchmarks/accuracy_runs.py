@@ -88,12 +88,19 @@ def budget(params: Params) -> dict[str, Any]:
         "batch_size": params.train.batch_size,
         "max_train_batches": params.train.max_train_batches,
         "early_stopping_patience": params.train.early_stopping_patience,
+        "min_steps": params.train.min_steps,
+        "keep_epoch_by": params.train.keep_epoch_by,
         "accelerator": params.train.accelerator,
     }
 
 
-def pipeline(params: Params, workdir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """prepare -> tune -> train_best, called as the stage scripts call them."""
+def pipeline(
+    params: Params, workdir: Path, tune: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """prepare -> tune -> train_best, called as the stage scripts call them. Without
+    ``tune``, train_best runs on params.yaml's own values: one run per recipe, which is how
+    the recipe's levers are compared (a tuned run mixes each lever with the search's luck).
+    """
     from stockclf.config import load_best_params
     from stockclf.data.prepare import prepare
     from stockclf.evaluation.train_best import TrainBestOutputs, run_train_best
@@ -101,9 +108,12 @@ def pipeline(params: Params, workdir: Path) -> tuple[dict[str, Any], dict[str, A
 
     prepared = workdir / "prepared"
     prepare(params.data, prepared, REPO / "data" / "sample")
-    tune_out = TuneOutputs(workdir / "tuning")
-    summary = run_tune(params, prepared, tune_out)
-    best = load_best_params(tune_out.best_params)
+    summary: dict[str, Any] = {"best_value": None}
+    best: dict[str, Any] = {}
+    if tune:
+        tune_out = TuneOutputs(workdir / "tuning")
+        summary = run_tune(params, prepared, tune_out)
+        best = load_best_params(tune_out.best_params)
     outputs = TrainBestOutputs(
         workdir / "model",
         workdir / "live",
@@ -117,7 +127,9 @@ def pipeline(params: Params, workdir: Path) -> tuple[dict[str, Any], dict[str, A
     return summary, {**results, "best_params": best}
 
 
-def run_one(variant: Variant, dataset: str, seed: int, smoke: bool, root: Path) -> RunRecord:
+def run_one(
+    variant: Variant, dataset: str, seed: int, smoke: bool, root: Path, tune: bool = True
+) -> RunRecord:
     """One (variant, set, seed) in its own scratch directory; errors are recorded."""
     record = RunRecord(variant.name, dataset, seed)
     workdir = root / f"{variant.name}-{dataset}-{seed}"
@@ -125,7 +137,8 @@ def run_one(variant: Variant, dataset: str, seed: int, smoke: bool, root: Path) 
     try:
         npz = workdir / f"{dataset}.npz"
         record.sizes = write_npz(load_archive(dataset), seed, npz)
-        summary, results = pipeline(run_params(variant, smoke, npz, seed, workdir), workdir)
+        params = run_params(variant, smoke, npz, seed, workdir)
+        summary, results = pipeline(params, workdir, tune)
         record.model = results["model"]["accuracy"]
         record.model_f1 = results["model"]["f1_macro"]
         record.logreg = results["logreg"]["accuracy"]

@@ -74,7 +74,9 @@ def test_class_names_sort_numbers_as_numbers() -> None:
     assert class_names(np.array(["walk", "run"])) == ["run", "walk"]
 
 
-def fake_pipeline(params: Any, workdir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def fake_pipeline(
+    params: Any, workdir: Path, tune: bool = True
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Stands in for prepare -> tune -> train_best: accuracy from the image size."""
     if "GunPoint" in params.data.source and params.seed == 1:
         raise RuntimeError("seed one broke")
@@ -111,6 +113,20 @@ def test_failed_runs_are_reported_and_variants_compared(monkeypatch, tmp_path: P
     again = tmp_path / "again.md"
     assert accuracy.main(["--from-json", str(out.with_suffix(".json")), "--out", str(again)]) == 0
     assert again.read_text() == text  # one renderer: the JSON is the whole report
+
+
+def test_no_tune_runs_train_best_on_the_params_as_given(monkeypatch, tmp_path: Path) -> None:
+    calls: list[bool] = []
+    monkeypatch.setattr(
+        accuracy_runs, "pipeline", lambda p, w, tune=True: calls.append(tune) or fake_pipeline(p, w)
+    )
+    monkeypatch.setattr(accuracy, "warm_up_minirocket", lambda: None)
+    out = tmp_path / "acc.md"
+    args = ["--sets", "ItalyPowerDemand", "--seeds", "0", "--out", str(out), "--no-tune"]
+    assert accuracy.main(args) == 0
+    assert calls == [False]
+    assert json.loads(out.with_suffix(".json").read_text())["tuned"] is False
+    assert "no tuning (train_best on these params as they are)" in out.read_text()
 
 
 def test_a_bad_variant_is_refused_before_any_run(capsys) -> None:
