@@ -135,6 +135,7 @@ def new_doc(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             {
                 "name": v.name,
                 "overrides": v.overrides,
+                "tuned": not args.no_tune,
                 "budget": budget(run_params(v, args.smoke, Path("x.npz"), 0, Path("x"))),
             }
             for v in args.variant

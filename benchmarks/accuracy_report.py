@@ -106,8 +106,9 @@ def published(value: float | None, n: int | None = None, total: int | None = Non
     return text if n is None or n == total or value is None else f"{text} ({n} of {total} sets)"
 
 
-def budget_line(variant: dict[str, Any], tuned: bool = True) -> str:
+def budget_line(variant: dict[str, Any]) -> str:
     b = variant["budget"]
+    tuned = variant.get("tuned", True)
     overrides = json.dumps(variant["overrides"]) if variant["overrides"] else "none"
     tune = (
         f"tune {b['n_trials']} trials x at most {b['tuning_max_epochs']} epochs (pruner "
@@ -221,7 +222,7 @@ def render(doc: dict[str, Any]) -> str:
         "",
         "## Budget (read from the params each run used)",
         "",
-        *[budget_line(v, doc.get("tuned", True)) for v in doc["variants"]],
+        *[budget_line(v) for v in doc["variants"]],
         "",
         "## Method",
         "",
