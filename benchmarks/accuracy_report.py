@@ -17,6 +17,7 @@ from benchmarks.accuracy_data import (
     PUBLISHED,
     VAL_SHARE,
 )
+from benchmarks.report import machine_section
 
 Stat = tuple[float, float, float]  # mean, min, max
 
@@ -214,11 +215,7 @@ def render(doc: dict[str, Any]) -> str:
         f"{n_runs} runs done in {doc['wall_s'] / 60:.1f} min. Seeds: "
         f"{', '.join(map(str, doc['seeds']))}.",
         "",
-        "## Machine",
-        "",
-        "| | |",
-        "| --- | --- |",
-        *[f"| {k} | {v} |" for k, v in doc["machine"].items()],
+        *machine_section(doc["machine"]),
         "",
         "## Budget (read from the params each run used)",
         "",

@@ -12,6 +12,17 @@ import torch
 from benchmarks.common import Context, Row
 
 
+def machine_section(info: dict[str, str]) -> list[str]:
+    """The "Machine" section of a report: one table row per fact."""
+    return [
+        "## Machine",
+        "",
+        "| | |",
+        "| --- | --- |",
+        *[f"| {k} | {v} |" for k, v in info.items()],
+    ]
+
+
 def cpu_name() -> str:
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
@@ -55,11 +66,7 @@ def render(ctx: Context, info: dict[str, str], rows: list[Row], seconds: float) 
         f"interleaved, {ctx.repeats} repeat(s) each, and the median is reported. Absolute "
         "times depend on the machine and its load; the ratios are the figures to compare.",
         "",
-        "## Machine",
-        "",
-        "| | |",
-        "| --- | --- |",
-        *[f"| {k} | {v} |" for k, v in info.items()],
+        *machine_section(info),
         "",
         "## Summary",
         "",

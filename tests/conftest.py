@@ -154,3 +154,16 @@ def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = copy_repo(tmp_path_factory.mktemp("pipeline") / "repo")
     sh("dvc", "exp", "run", *set_args(OVERRIDES), cwd=repo)
     return repo
+
+
+@pytest.fixture
+def two_symbol_test_days():
+    """Test samples of 2 symbols x 120 dates with a forward return that follows the class:
+    ``(split, symbols, rng)``, the generator left where the split's draws ended."""
+    rng = np.random.default_rng(0)
+    n_days, symbols = 120, ["AAA", "BBB"]
+    dates = np.repeat(np.datetime64("2016-01-04") + np.arange(n_days), 2)
+    y = rng.integers(0, 3, 2 * n_days)
+    fwd = (y - 1) * 0.01 + rng.normal(scale=0.005, size=y.size)
+    split = SplitData(np.zeros((y.size, 1, 4), np.float32), y, dates, np.tile([0, 1], n_days), fwd)
+    return split, symbols, rng

@@ -66,15 +66,11 @@ def test_windows_shorter_than_a_kernel_are_padded_in_front_with_their_first_step
     assert accuracy(test, minirocket_predictions(train, test, seed=0)) > 0.8
 
 
-def perfect_predictions(tmp_path, minirocket: str) -> tuple:
+def perfect_predictions(tmp_path, days, minirocket: str) -> tuple:
     """A predictions file of 2 symbols x 120 dates where the model is always right and
     MiniRocket is right too (``"same"``) or always says ``up`` (``"up"``)."""
-    rng = np.random.default_rng(0)
-    n_days, symbols = 120, ["AAA", "BBB"]
-    dates = np.repeat(np.datetime64("2016-01-04") + np.arange(n_days), 2)
-    y = rng.integers(0, 3, 2 * n_days)
-    fwd = (y - 1) * 0.01 + rng.normal(scale=0.005, size=y.size)
-    split = SplitData(np.zeros((y.size, 1, 4), np.float32), y, dates, np.tile([0, 1], n_days), fwd)
+    split, symbols, _ = days
+    y = split.y
     preds = {name: np.ones_like(y) for name in PREDICTORS}
     preds.update(model=y, minirocket=y if minirocket == "same" else np.full_like(y, 2))
     path = tmp_path / "p.csv"
@@ -82,8 +78,8 @@ def perfect_predictions(tmp_path, minirocket: str) -> tuple:
     return path, {"classes": CLASSES, "symbols": symbols, "horizon": 5}, preds
 
 
-def test_predictions_file_has_a_minirocket_column(tmp_path) -> None:
-    path, meta, _ = perfect_predictions(tmp_path, "up")
+def test_predictions_file_has_a_minirocket_column(tmp_path, two_symbol_test_days) -> None:
+    path, meta, _ = perfect_predictions(tmp_path, two_symbol_test_days, "up")
     header = path.read_text().splitlines()[0].split(",")
     assert header == ["date", "symbol", "actual", *PREDICTORS, "forward_return"]
     assert "minirocket" in header
@@ -92,8 +88,10 @@ def test_predictions_file_has_a_minirocket_column(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("minirocket", ["same", "up"])
-def test_bootstrap_and_backtest_include_minirocket(make_params, tmp_path, minirocket) -> None:
-    path, meta, _ = perfect_predictions(tmp_path, minirocket)
+def test_bootstrap_and_backtest_include_minirocket(
+    make_params, tmp_path, two_symbol_test_days, minirocket
+) -> None:
+    path, meta, _ = perfect_predictions(tmp_path, two_symbol_test_days, minirocket)
     params = make_params({"evaluate": {"bootstrap_samples": 200}})
     results = compute_results(path, meta, params)
     boot, back = results.uncertainty["minirocket"], results.backtest

@@ -236,14 +236,10 @@ def test_quiet_mode_turns_progress_bars_off(monkeypatch) -> None:
     assert TrialProgress(5, 0).bar.disable
 
 
-def test_result_reports_and_figures(make_params, tmp_path) -> None:
+def test_result_reports_and_figures(make_params, tmp_path, two_symbol_test_days) -> None:
     """Bootstrap and backtest from a predictions file, their files and their PNGs."""
-    rng = np.random.default_rng(0)
-    n_days, symbols = 120, ["AAA", "BBB"]
-    dates = np.repeat(np.datetime64("2016-01-04") + np.arange(n_days), 2)
-    y = rng.integers(0, 3, 2 * n_days)
-    fwd = (y - 1) * 0.01 + rng.normal(scale=0.005, size=y.size)
-    split = SplitData(np.zeros((y.size, 1, 4), np.float32), y, dates, np.tile([0, 1], n_days), fwd)
+    split, symbols, rng = two_symbol_test_days
+    y, n_days = split.y, len(split.y) // 2
     preds = {"model": y, "majority": np.ones_like(y)}
     preds.update(stratified=rng.integers(0, 3, y.size), logreg=(y + 1) % 3, minirocket=y)
     write_predictions(tmp_path / "p.csv", split, symbols, CLASSES, preds)
