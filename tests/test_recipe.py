@@ -112,14 +112,20 @@ def test_mixup_mixes_windows_and_targets(make_params, monkeypatch) -> None:
 
 def test_budget_stretches_small_data_to_min_steps(make_params) -> None:
     train = make_params({"train": {"batch_size": 128, "max_train_batches": None}}).train
-    train = train.model_copy(update={"min_steps": 200, "early_stopping_patience": 3})
+    train = train.model_copy(
+        update={"min_steps": 200, "early_stopping_patience": 3, "max_epochs": 8}
+    )
     assert steps_per_epoch(40, train) == 1
     small = run_budget(8, 40, train)  # GunPoint: one batch per epoch
     assert small.epochs == 200 and small.patience == 75
     assert small.warmup_epochs == pytest.approx(train.warmup_epochs * 25)
     large = run_budget(8, 6776, train)  # the bundled prices: 53 steps an epoch
     assert (large.epochs, large.patience) == (8, 3)
-    assert run_budget(3, 6776, train).epochs == math.ceil(200 / 53)
+    # a tuning trial of 3 epochs gets 3/8 of the floor: 75 steps
+    assert run_budget(3, 40, train).epochs == 75
+    assert run_budget(3, 6776, train).epochs == 3
+    assert run_budget(3, 6776, train.model_copy(update={"batch_size": 512})).epochs == 6
+    assert run_budget(20, 40, train).epochs == 200  # a longer run: the whole floor
 
 
 def test_train_model_stretches_epochs_on_tiny_data(make_params, fit_tiny, tmp_path) -> None:

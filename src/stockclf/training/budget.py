@@ -31,9 +31,15 @@ def steps_per_epoch(n_train: int, train: TrainParams) -> int:
 
 
 def run_budget(max_epochs: int, n_train: int, train: TrainParams) -> Budget:
-    """The budget of a run of ``max_epochs`` epochs on ``n_train`` training samples."""
+    """The budget of a run of ``max_epochs`` epochs on ``n_train`` training samples.
+
+    ``train.min_steps`` is the floor of a run of ``train.max_epochs`` (train_best); a
+    shorter run (a tuning trial of ``tune.tuning_max_epochs``) gets the same share of it,
+    so a trial costs the same fraction of the final run on small data as on large.
+    """
     steps = steps_per_epoch(n_train, train)
-    epochs = max(max_epochs, math.ceil(train.min_steps / steps))
+    floor = math.ceil(train.min_steps * min(max_epochs / train.max_epochs, 1.0))
+    epochs = max(max_epochs, math.ceil(floor / steps))
     scale = epochs / max_epochs
     return Budget(
         epochs=epochs,
