@@ -53,7 +53,7 @@ def test_train_best_ddp_two_cpu_processes(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     # only rank 0 reports and writes: one line per scored model, one metrics file
-    assert done.stdout.count("test macro F1") == 4, done.stdout
+    assert done.stdout.count("test macro F1") == 5, done.stdout  # the model and 4 baselines
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_test"] == 96 and 0.0 <= metrics["model"]["f1_macro"] <= 1.0
     assert sorted(p.name for p in (out / "models").iterdir()) == ["best.ckpt"]

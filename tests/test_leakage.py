@@ -391,19 +391,24 @@ NOISY_PATTERN = 0.015
 
 @pytest.mark.slow
 def test_default_recipe_learns_a_pattern_that_logreg_finds(
-    repo_params_dict: dict[str, Any], tmp_path: Path
+    repo_params_dict: dict[str, Any], tmp_path: Path, one_torch_thread
 ) -> None:
-    """params.yaml's model and train sections as they are (only the data and the device
-    are set), so this tests the recipe a user runs, not a smaller stand-in."""
+    """params.yaml's model section as it is and its train section with only the budget
+    shrunk (100 steps instead of 200), so this tests the recipe a user runs, not a smaller
+    stand-in."""
     planted_prices(tmp_path / "csv", seed=4, noise=NOISY_PATTERN)
     data = small_run_updates(tmp_path / "csv")["data"]
     updates = {
         "data": data,
-        "train": {"accelerator": "cpu"},
+        "train": {"accelerator": "cpu", "min_steps": 100},
         "tune": {"storage": f"sqlite:///{tmp_path / 'study.db'}"},
     }
     params = validate_params(merge_params(repo_params_dict, updates), "<positive control>")
     assert params.model == ModelParams.model_validate(repo_params_dict["model"])
+    recipe = {k: v for k, v in repo_params_dict["train"].items() if k not in ("min_steps",)}
+    assert {k: getattr(params.train, k) for k in recipe if k != "accelerator"} == {
+        k: v for k, v in recipe.items() if k != "accelerator"
+    }
     results, _ = small_train_best(params, tmp_path)
     logreg = results["logreg"]["f1_macro"]
     assert 0.5 <= logreg <= 0.7, results["logreg"]  # the pattern is no stronger than that
