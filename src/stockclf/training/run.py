@@ -77,8 +77,9 @@ def train_model(
 
     The kept epoch is chosen on ``monitor`` (tune.metric) or, with ``train.keep_epoch_by:
     loss``, on the validation loss: on a validation split of ten windows macro F1 moves in
-    steps of 0.1, and one lucky epoch at 1.0 would be kept (measured on UCR
-    ItalyPowerDemand: test accuracy 0.81 kept by F1, 0.95 by loss).
+    steps of 0.1, and one lucky epoch at 1.0 would be kept (one exploratory run on UCR
+    ItalyPowerDemand: test accuracy 0.81 kept by F1, 0.95 by loss; benchmarks/ACCURACY.md's
+    lever run found the two equal).
     With ``checkpoint_dir`` the kept epoch is saved there and loaded back before return,
     so the returned module is that epoch's.
     """
