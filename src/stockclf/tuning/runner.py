@@ -4,6 +4,9 @@ Also :func:`join_study`, behind ``stockclf tune worker``: the same trials loop w
 artifacts, for extra workers on this or another machine.
 """
 
+# Over 300 lines: orchestration and the output writers share this module until the planned
+# split of the tuning package moves the writers to their own (issue 11).
+
 from __future__ import annotations
 
 import csv
@@ -393,8 +396,8 @@ def write_trials_csv(study: optuna.Study, params: Params, path: Path) -> None:
 def write_history(study: optuna.Study, params: Params, live_dir: Path) -> None:
     """One dvclive step per finished trial (value, best so far, pruned, the numeric params),
     rebuilt from the study every run so a resumed study gives the same record. Not
-    ``dvclive.optuna``'s callback: it keeps only the last trial and rewrites dvc.yaml
-    (FINDINGS.md)."""
+    ``dvclive.optuna``'s callback: it opens a new ``Live`` per trial that wipes the previous
+    one, so only the last trial survives, and inside a stage it rewrites dvc.yaml."""
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     best_so_far = -math.inf if maximize else math.inf
     names = sorted(params.tune.parameter_ranges)

@@ -7,8 +7,9 @@ for an absolute one), so every command takes one ``--storage URL`` whatever the 
 
 For reading (``create=False``) a file storage that is not there is an error naming what is
 there: connecting to a missing SQLite path would silently create an empty database, which
-``dvc pull`` then refuses to overwrite (FINDINGS.md). A PostgreSQL password belongs in the
-``PGPASSWORD`` environment variable (read by libpq), never in the URL in params.yaml.
+``dvc pull`` then refuses to overwrite (checked with dvc 3.67.1). A PostgreSQL password
+belongs in the ``PGPASSWORD`` environment variable (read by libpq), never in the URL in
+params.yaml.
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ def repair_journal(path: Path) -> Path | None:
     """Cut a half-written last line off a journal file; return the backup of the original.
 
     A crash or a full disk in the middle of an append leaves a line without its newline,
-    after which every ``create_new_trial`` raises ``AttributeError`` (FINDINGS.md). The
+    after which every ``create_new_trial`` raises ``AttributeError`` (measured, optuna 5.0). The
     whole lines before it are complete operations, so the file is truncated to its last
     newline, under the same lock file Optuna's writers take, after a copy is kept.
     """
