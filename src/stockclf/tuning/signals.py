@@ -3,7 +3,8 @@
 Measured with lightning 2.6 and optuna 5.0: a signal during ``trainer.fit`` leaves the
 trial RUNNING, because Lightning turns it into ``SystemExit``, which Optuna does not
 catch. Here the signal becomes :class:`TuneInterrupted`, a ``KeyboardInterrupt``, which
-Optuna does catch: it marks the trial FAIL and re-raises, and the stage exits with 128 + the signal number.
+Optuna does catch: it marks the trial FAIL and re-raises, and the stage exits with
+128 + the signal number.
 """
 
 from __future__ import annotations
