@@ -14,7 +14,8 @@
    small run reaches a test macro F1 above 0.9, so a pass of the null test is not just a
    pipeline that cannot learn anything. With the pattern buried in noise until a logistic
    regression on the raw window scores about 0.6, params.yaml's own recipe (backbone,
-   encodings, image size, training options and step budget) must come within 0.05 of it.
+   encodings, image size and training options, with the step floor halved to 100) must
+   come within 0.05 of it.
 """
 
 from __future__ import annotations

@@ -191,7 +191,9 @@ def test_early_stopping_counts_patience_from_the_kept_epoch() -> None:
 
 def test_validation_summary_compares_with_chance(tiny_prepared) -> None:
     train, val = load_split(tiny_prepared, "train"), load_split(tiny_prepared, "val")
-    summary = validation_summary({"val_loss": 0.9, "val_f1": 0.6, "epoch": 3.0}, train, val, seed=0)
+    summary = validation_summary(
+        {"val_loss": 0.9, "val_f1": 0.6, "epoch": 3.0}, train, val, n_classes=3, seed=0
+    )
     assert summary["ln_classes"] == pytest.approx(math.log(3))
     assert 0.2 < summary["stratified_val_f1"] < 0.5  # random guesses on 3 classes
     assert summary["val_loss"] == 0.9 and summary["epoch"] == 3
@@ -202,4 +204,4 @@ def test_validation_summary_compares_with_chance(tiny_prepared) -> None:
         np.zeros(4, np.int32),
         np.zeros(4),
     )
-    assert validation_summary({}, one_class, one_class, 0)["ln_classes"] == 0.0
+    assert validation_summary({}, one_class, one_class, 1, 0)["ln_classes"] == 0.0

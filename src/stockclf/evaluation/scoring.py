@@ -66,12 +66,11 @@ def baseline_predictions(train: SplitData, test: SplitData, seed: int) -> dict[s
 
 
 def validation_summary(
-    kept_epoch: dict[str, float], train: SplitData, val: SplitData, seed: int
+    kept_epoch: dict[str, float], train: SplitData, val: SplitData, n_classes: int, seed: int
 ) -> dict[str, float]:
     """The kept epoch's validation loss and macro F1, beside what chance gives on the same
     split: ``ln(K)`` (the loss of saying 1/K for every class) and the macro F1 of the
     stratified baseline (random guesses at the training class frequencies)."""
-    n_classes = int(max(np.max(train.y), np.max(val.y))) + 1
     guess = DummyClassifier(strategy="stratified", random_state=seed)
     guess.fit(np.zeros((len(train), 1)), np.asarray(train.y))
     stratified = f1_score(

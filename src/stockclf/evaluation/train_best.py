@@ -67,7 +67,7 @@ def run_train_best(
     }
     train = load_split(prepared_dir, "train")
     results["validation"] = validation_summary(
-        kept_epoch(trainer), train, load_split(prepared_dir, "val"), params.seed
+        kept_epoch(trainer), train, load_split(prepared_dir, "val"), data.num_classes, params.seed
     )
     baselines = baseline_predictions(train, test, params.seed)
     for name, pred in baselines.items():
