@@ -6,7 +6,7 @@ from pathlib import Path
 
 import timm
 import torch
-from timm.models._manipulate import adapt_input_conv
+from timm.models import adapt_input_conv  # the public name; its module, _manipulate, is private
 from torch import Tensor, nn
 
 from stockclf.config import ModelParams, ParamsError
