@@ -9,7 +9,13 @@ from pathlib import Path
 import optuna
 
 from benchmarks.common import Context
-from benchmarks.tuning_rows import TRIAL_PARTS, pruning_savings, trial_overhead
+from benchmarks.tuning_rows import (
+    EPOCH_SHARE_TARGET,
+    TRIAL_PARTS,
+    VALUE_TOLERANCE,
+    pruning_savings,
+    trial_overhead,
+)
 
 PERCENT = re.compile(r"-?\d+\.\d%")
 
@@ -34,6 +40,10 @@ def test_pruning_row_counts_epochs_of_real_studies(tmp_path: Path) -> None:
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{none_db}")
     assert epochs[0] == sum(len(t.intermediate_values) for t in study.get_trials()) == 6
     assert epochs[1] <= epochs[0]
+    # the verdict follows the figures in its own table: epoch share and best-value gap
+    gap = float(lines[1].split("|")[6])
+    expected = epochs[1] / epochs[0] <= EPOCH_SHARE_TARGET and gap >= -VALUE_TOLERANCE
+    assert row.met is expected
     assert "seed" in row.details[0] and row.method and "n_startup_trials" in row.method
     if not row.met:
         assert PERCENT.search(row.explanation), row.explanation

@@ -9,6 +9,7 @@ import tune_fakes
 import yaml
 
 import stockclf.tuning.objective as objective_module
+from stockclf.training.module import StockClassifier
 from stockclf.tuning.runner import TuneOutputs, run_tune
 from stockclf.tuning.study import (
     StudyError,
@@ -120,7 +121,9 @@ def test_real_training_trials_with_pruner(
     ckpt = torch.load(
         out.trials / kept[0] / "checkpoint" / "best.ckpt", map_location="cpu", weights_only=True
     )
-    assert ckpt["state_dict"]
+    tuned = params.with_overrides(study.trials[summary["best_trial"]].params)
+    module = StockClassifier(tuned.model, tuned.train, in_channels=2, num_classes=3)
+    module.load_state_dict(ckpt["state_dict"])  # strict: every tensor present and shaped
 
 
 def test_study_name_follows_search_space_and_data_not_budget(
