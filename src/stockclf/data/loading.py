@@ -9,8 +9,10 @@ Parsing is vectorised with pandas; line numbers for messages are recovered only 
 the error path (:func:`_data_line_numbers`), so the happy path has no per-row loop.
 """
 
-# Over 300 lines: thirteen validation cases with their messages; the repeated check-and-raise
-# pattern in load_csv is to become one helper (issue 11), which is what shrinks it.
+# Over 300 lines: reading a CSV (decoding, the yfinance header, column matching, line numbers)
+# and the validation cases with their messages live together because every message needs
+# the file's own line numbers and column spellings (:class:`_Table`). If it grows, split
+# there: reading into one module, the checks of an OHLCV series into another.
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import csv
 import io
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,88 +136,108 @@ def load_csv(path: Path, symbol: str | None = None, max_gap: int = 0) -> OHLCV:
       zero) without counting towards ``max_gap``. A negative volume is an error.
     """
     path = Path(path)
+    table = _read_table(path)
+    dates = _dates(table)
+    values = _values(table, max_gap)
+    return OHLCV(
+        symbol=symbol if symbol is not None else path.stem,
+        path=path,
+        dates=dates,
+        open=values["open"],
+        high=values["high"],
+        low=values["low"],
+        close=values["close"],
+        volume=values["volume"],
+    )
+
+
+@dataclass(frozen=True)
+class _Table:
+    """One file's data rows as strings, with what an error message names: file, line, column."""
+
+    path: Path
+    text: str
+    header: list[str]
+    header_rows: int
+    columns: dict[str, int]  # normalised column name -> position
+    body: pd.DataFrame
+
+    def cells(self, key: str) -> pd.Series:
+        return self.body.iloc[:, self.columns[key]].fillna("").astype(str).str.strip()
+
+    def line_of(self, row: int) -> int:
+        return _data_line_numbers(self.text, self.header_rows)[row]
+
+    def name(self, key: str) -> str:
+        """The column's name as the file spells it, for messages."""
+        return self.header[self.columns[key]]
+
+    def fail(self, row: int, key: str, problem: str) -> DataError:
+        line = self.line_of(row)
+        return DataError(f"{self.path}: line {line}, column {self.name(key)!r}: {problem}")
+
+
+def _first(bad: np.ndarray | pd.Series) -> int | None:
+    """The first row where ``bad`` holds, or None: every check reports the first bad row."""
+    rows = np.flatnonzero(np.asarray(bad))
+    return int(rows[0]) if rows.size else None
+
+
+def _read_table(path: Path) -> _Table:
+    """The file parsed into strings, its header found and its required columns located."""
     text = _read_text(path)
     table = _parse_table(path, text)
     header, skip = _header(path, table)
     body = table.iloc[skip:].reset_index(drop=True)
     if len(body) == 0:
         raise DataError(f"{path}: header only, no data rows (header: {', '.join(header)})")
-    columns = _match_columns(path, header)
+    return _Table(path, text, header, skip, _match_columns(path, header), body)
 
-    def cells(key: str) -> pd.Series:
-        return body.iloc[:, columns[key]].fillna("").astype(str).str.strip()
 
-    def line_of(row: int) -> int:
-        return _data_line_numbers(text, skip)[row]
-
-    def fail(row: int, key: str, problem: str) -> DataError:
-        return DataError(f"{path}: line {line_of(row)}, column {header[columns[key]]!r}: {problem}")
-
-    raw_dates = cells("date")
+def _dates(table: _Table) -> np.ndarray:
+    """The date column as datetime64[D]: parsable, unique and strictly increasing."""
+    raw = table.cells("date")
     try:
-        parsed = pd.to_datetime(raw_dates, format="ISO8601", errors="coerce")
+        parsed = pd.to_datetime(raw, format="ISO8601", errors="coerce")
     except (ValueError, TypeError) as err:  # e.g. mixed time zones
-        raise DataError(f"{path}: column {header[columns['date']]!r}: {err}") from None
-    bad = np.flatnonzero(parsed.isna().to_numpy())
-    if bad.size:
-        i = int(bad[0])
-        raise fail(i, "date", f"unparsable date {raw_dates.iloc[i]!r} (expected YYYY-MM-DD)")
+        raise DataError(f"{table.path}: column {table.name('date')!r}: {err}") from None
+    if (i := _first(parsed.isna())) is not None:
+        raise table.fail(i, "date", f"unparsable date {raw.iloc[i]!r} (expected YYYY-MM-DD)")
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_localize(None)
     dates = parsed.to_numpy().astype("datetime64[D]")
-
-    dup = np.flatnonzero(pd.Series(dates).duplicated().to_numpy())
-    if dup.size:
-        i = int(dup[0])
-        first = int(np.flatnonzero(dates == dates[i])[0])
-        line_first = line_of(first)
-        raise fail(i, "date", f"duplicate date {dates[i]} (first seen on line {line_first})")
-    back = np.flatnonzero(np.diff(dates) <= np.timedelta64(0, "D"))
-    if back.size:
-        i = int(back[0]) + 1
-        raise fail(
-            i,
+    if (i := _first(pd.Series(dates).duplicated())) is not None:
+        first = table.line_of(int(np.flatnonzero(dates == dates[i])[0]))
+        raise table.fail(i, "date", f"duplicate date {dates[i]} (first seen on line {first})")
+    if (i := _first(np.diff(dates) <= np.timedelta64(0, "D"))) is not None:
+        raise table.fail(
+            i + 1,
             "date",
-            f"date {dates[i]} is earlier than the previous row's {dates[i - 1]}; dates must be "
+            f"date {dates[i + 1]} is earlier than the previous row's {dates[i]}; dates must be "
             "strictly increasing (the file is not sorted automatically)",
         )
+    return dates
 
-    raw = {key: cells(key) for key in VALUE_COLUMNS}
-    values = {key: _numeric(raw[key], key, fail) for key in VALUE_COLUMNS}
-    _fill_missing(values, raw, max_gap, fail, line_of)
-    prices = {key: values[key] for key in PRICE_COLUMNS}
+
+def _values(table: _Table, max_gap: int) -> dict[str, np.ndarray]:
+    """Prices and volume as float64, gaps filled, each bar checked for consistency."""
+    raw = {key: table.cells(key) for key in VALUE_COLUMNS}
+    values = {key: _numeric(raw[key], key, table) for key in VALUE_COLUMNS}
+    _fill_missing(values, raw, max_gap, table)
     for key in PRICE_COLUMNS:
-        bad = np.flatnonzero(prices[key] <= 0)
-        if bad.size:
-            i = int(bad[0])
-            raise fail(i, key, f"non-positive price {prices[key][i]:g}")
-    o, h, lo, c = (prices[k] for k in PRICE_COLUMNS)
-    bad = np.flatnonzero(h < lo - REL_TOL * np.abs(lo))
-    if bad.size:
-        i = int(bad[0])
-        raise fail(i, "high", f"high {h[i]:g} is below low {lo[i]:g}")
-    bad = np.flatnonzero((c < lo - REL_TOL * np.abs(lo)) | (c > h + REL_TOL * np.abs(h)))
-    if bad.size:
-        i = int(bad[0])
-        raise fail(i, "close", f"close {c[i]:g} is outside [low, high] = [{lo[i]:g}, {h[i]:g}]")
-
-    volume = values["volume"]
-    bad = np.flatnonzero(volume < 0)
-    if bad.size:
-        i = int(bad[0])
-        raise fail(i, "volume", f"negative volume {volume[i]:g}")
-    volume = _fill_zero_volume(volume)
-
-    return OHLCV(
-        symbol=symbol if symbol is not None else path.stem,
-        path=path,
-        dates=dates,
-        open=o,
-        high=h,
-        low=lo,
-        close=c,
-        volume=volume,
-    )
+        if (i := _first(values[key] <= 0)) is not None:
+            raise table.fail(i, key, f"non-positive price {values[key][i]:g}")
+    h, lo, c = values["high"], values["low"], values["close"]
+    if (i := _first(h < lo - REL_TOL * np.abs(lo))) is not None:
+        raise table.fail(i, "high", f"high {h[i]:g} is below low {lo[i]:g}")
+    if (i := _first((c < lo - REL_TOL * np.abs(lo)) | (c > h + REL_TOL * np.abs(h)))) is not None:
+        raise table.fail(
+            i, "close", f"close {c[i]:g} is outside [low, high] = [{lo[i]:g}, {h[i]:g}]"
+        )
+    if (i := _first(values["volume"] < 0)) is not None:
+        raise table.fail(i, "volume", f"negative volume {values['volume'][i]:g}")
+    values["volume"] = _fill_zero_volume(values["volume"])
+    return values
 
 
 def _read_text(path: Path) -> str:
@@ -309,19 +331,17 @@ def _match_columns(path: Path, header: Sequence[str]) -> dict[str, int]:
     return positions
 
 
-def _numeric(values: pd.Series, key: str, fail: Callable[[int, str, str], DataError]) -> np.ndarray:
+def _numeric(values: pd.Series, key: str, table: _Table) -> np.ndarray:
     """Parse a column as float64; missing cells become NaN, anything else non-finite fails."""
     missing = values.str.lower().isin(MISSING_TOKENS).to_numpy()
     # copy=True: pandas 3 (copy-on-write) hands out read-only arrays
     numbers = pd.to_numeric(values.where(~missing, ""), errors="coerce").to_numpy(
         dtype=np.float64, copy=True
     )
-    bad = np.flatnonzero(~np.isfinite(numbers) & ~missing)
-    if bad.size:
-        i = int(bad[0])
+    if (i := _first(~np.isfinite(numbers) & ~missing)) is not None:
         raw = str(values.iloc[i])
         problem = f"non-finite number {raw!r}" if np.isinf(numbers[i]) else f"not a number: {raw!r}"
-        raise fail(i, key, problem)
+        raise table.fail(i, key, problem)
     numbers[missing] = np.nan
     return numbers
 
@@ -331,11 +351,7 @@ def _missing_problem(raw: str) -> str:
 
 
 def _fill_missing(
-    values: dict[str, np.ndarray],
-    raw: dict[str, pd.Series],
-    max_gap: int,
-    fail: Callable[[int, str, str], DataError],
-    line_of: Callable[[int], int],
+    values: dict[str, np.ndarray], raw: dict[str, pd.Series], max_gap: int, table: _Table
 ) -> None:
     """Forward-fill runs of at most ``max_gap`` rows with missing values, in place.
 
@@ -355,15 +371,14 @@ def _fill_missing(
         key = next(k for k in VALUE_COLUMNS if missing[k][start])
         what = _missing_problem(str(raw[key].iloc[start]))
         if start == 0:
-            raise fail(start, key, f"{what} on the first data row: no earlier row to fill it from")
+            raise table.fail(
+                start, key, f"{what} on the first data row: no earlier row to fill it from"
+            )
         length = end - start + 1
         if length > max_gap:
-            span = (
-                f"line {line_of(start)}"
-                if length == 1
-                else (f"lines {line_of(start)}-{line_of(end)}")
-            )
-            raise fail(
+            line = table.line_of
+            span = f"line {line(start)}" if length == 1 else f"lines {line(start)}-{line(end)}"
+            raise table.fail(
                 start,
                 key,
                 f"{what}; {length} consecutive row(s) with missing values ({span}), but "
