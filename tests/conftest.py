@@ -10,21 +10,11 @@ import optuna
 import pytest
 import torch
 import yaml
+from helpers import OVERRIDES, REPO, copy_repo, set_args, sh, synthetic_split, tiny_config
+from tune_fakes import PRUNED
 
 from stockclf.config import Params, load_params, merge_params
 from stockclf.data.store import SplitData, save_meta, save_split
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def tiny_overrides() -> dict[str, Any]:
-    """Settings that keep one training run to a few seconds on a 2-core CPU."""
-    return {
-        "data": {"window": 16},
-        "model": {"backbone": "efficientnet_b0", "image_size": 16, "encodings": ["gasf", "mtf"]},
-        "train": {"max_epochs": 2, "batch_size": 32, "max_train_batches": 3, "min_steps": 0},
-        "tune": {"n_trials": 2, "tuning_max_epochs": 2, "n_startup_trials": 1},
-    }
 
 
 @pytest.fixture
@@ -39,26 +29,17 @@ def repo_params_dict() -> dict[str, Any]:
 
 @pytest.fixture
 def make_params(tmp_path: Path, repo_params_dict: dict[str, Any]):
-    """Build validated Params from the repo's params.yaml, shrunk, plus ``updates``."""
+    """Build validated Params from the repo's params.yaml, shrunk by configs/tiny.yaml, plus
+    ``updates``; written to ``tmp_path/params.yaml`` for tests that start a stage on it."""
 
     def _make(updates: dict[str, Any] | None = None) -> Params:
-        data = merge_params(merge_params(repo_params_dict, tiny_overrides()), updates or {})
+        data = merge_params(merge_params(repo_params_dict, tiny_config()), updates or {})
         data["tune"]["storage"] = f"sqlite:///{tmp_path / 'tuning' / 'study.db'}"
         path = tmp_path / "params.yaml"
         path.write_text(yaml.safe_dump(data))
         return load_params(path)
 
     return _make
-
-
-def synthetic_split(rng: np.random.Generator, n: int, channels: int, length: int) -> SplitData:
-    """Windows whose class is readable from the last quarter of channel 0 (learnable)."""
-    X = rng.normal(size=(n, channels, length)).astype(np.float32)
-    y = rng.integers(0, 3, size=n)
-    X[:, 0, -length // 4 :] += (y[:, None] - 1) * 2.0
-    dates = np.datetime64("2000-01-01") + np.arange(n).astype("timedelta64[D]")
-    forward = (y - 1) * 0.01 + rng.normal(scale=0.01, size=n)
-    return SplitData(X, y.astype(np.int64), dates, np.zeros(n, dtype=np.int32), forward)
 
 
 @pytest.fixture
@@ -137,7 +118,7 @@ def synthetic_study(tmp_path: Path):
             wd = trial.suggest_float("weight_decay", 0.0, 0.1)
             trial.report(0.1, step=0)
             if i < pruned:
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                study.tell(trial, state=PRUNED)
             else:
                 study.tell(trial, 0.3 + 0.1 * np.log10(lr) / -4 + wd)
         return storage, study
@@ -149,8 +130,6 @@ def synthetic_study(tmp_path: Path):
 def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This repo as a fresh git + DVC repo after one shrunk ``dvc exp run`` (shared, read-only:
     tests that change it work on a copy)."""
-    from pipeline_support import OVERRIDES, copy_repo, set_args, sh
-
     repo = copy_repo(tmp_path_factory.mktemp("pipeline") / "repo")
     sh("dvc", "exp", "run", *set_args(OVERRIDES), cwd=repo)
     return repo

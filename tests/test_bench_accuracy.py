@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import REPO
 
 from benchmarks import accuracy, accuracy_runs
 from benchmarks.accuracy_data import (
@@ -27,8 +28,6 @@ from benchmarks.accuracy_data import (
     write_npz,
 )
 from stockclf.data.npz import load_npz
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name", ["ArrowHead", "BasicMotions", "OSULeaf"])

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import optuna
+from tune_fakes import COMPLETE
 
 from benchmarks.common import Context
 from benchmarks.tuning_rows import (
@@ -64,5 +65,5 @@ def test_trial_overhead_row_splits_a_real_trial(tmp_path: Path) -> None:
     db = tmp_path / "row5" / "study.db"
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{db}")
     assert len(study.trials) == 2
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert all(t.state == COMPLETE for t in study.trials)
     assert (tmp_path / "row5" / "out" / "trials.csv").exists()

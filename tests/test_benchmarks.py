@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 from benchmarks import suite
 from benchmarks.common import Context, Row, interleaved
 
-REPO = Path(__file__).resolve().parents[1]
 ROW = re.compile(r"^\| (\d) \| (.+?) \| (.+?) \| (.+?) \| (yes|\*\*no\*\*|n/a) \|$", re.M)
 
 

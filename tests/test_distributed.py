@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow
 def test_train_best_ddp_two_cpu_processes(
     make_params, tiny_prepared: Path, tmp_path: Path, repo_root: Path
 ) -> None:
+    # two epochs: the logged step then shows that rank 0 counted the steps of both
     params = make_params(
         {"train": {"accelerator": "cpu", "devices": 2, "strategy": "ddp", "max_epochs": 2}}
     )

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import synthetic_split
+from helpers import synthetic_split
 
 from stockclf.data.store import SplitData
 from stockclf.evaluation.minirocket import MIN_LENGTH, minirocket_predictions, pad_to_min_length
@@ -92,7 +92,8 @@ def test_bootstrap_and_backtest_include_minirocket(
     make_params, tmp_path, two_symbol_test_days, minirocket
 ) -> None:
     path, meta, _ = perfect_predictions(tmp_path, two_symbol_test_days, minirocket)
-    params = make_params({"evaluate": {"bootstrap_samples": 200}})
+    # stride 1: the test days are consecutive, so the backtest rebalances every 5th (horizon)
+    params = make_params({"data": {"stride": 1}, "evaluate": {"bootstrap_samples": 200}})
     results = compute_results(path, meta, params)
     boot, back = results.uncertainty["minirocket"], results.backtest
     if minirocket == "same":

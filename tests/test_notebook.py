@@ -6,8 +6,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import OVERRIDES, REPO, copy_repo
 from nbclient import NotebookClient
-from pipeline_support import OVERRIDES, REPO, copy_repo
 
 NOTEBOOK = REPO / "notebooks" / "colab.ipynb"
 

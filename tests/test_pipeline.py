@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from helpers import copy_repo, sh, tiny_config, write_params
 from matplotlib.image import imread
-from pipeline_support import copy_repo, sh, write_params
 
-from benchmarks import dvc_rows
 from stockclf.config import merge_params
 from stockclf.evaluation.predictions import PREDICTORS
 
@@ -24,6 +23,9 @@ def test_dag_has_the_four_stages(pipeline_repo: Path) -> None:
 
 
 def test_outputs_and_metrics_are_sane(pipeline_repo: Path) -> None:
+    # the -S overrides made of configs/tiny.yaml reached params.yaml, with their types
+    params = yaml.safe_load((pipeline_repo / "params.yaml").read_text())
+    assert merge_params(params, tiny_config()) == params
     prepare = json.loads((pipeline_repo / "reports/prepare.json").read_text())
     # every 5th of the 6,776 bundled training windows (data.stride=5 in the shrunk config)
     assert 1300 < prepare["train"]["n"] < 1400 and prepare["test"]["last_date"] < "2019-01-01"
@@ -117,7 +119,8 @@ def test_figures_are_readable_pngs(pipeline_repo: Path) -> None:
 def test_intervals_backtest_and_predictions(pipeline_repo: Path) -> None:
     test = json.loads((pipeline_repo / "reports/test_metrics.json").read_text())
     boot = json.loads((pipeline_repo / "reports/bootstrap.json").read_text())
-    assert (boot["confidence"], boot["n_resamples"], boot["block_days"]) == (0.95, 1000, 20)
+    resamples = tiny_config()["evaluate"]["bootstrap_samples"]
+    assert (boot["confidence"], boot["n_resamples"], boot["block_days"]) == (0.95, resamples, 20)
     for name in PREDICTORS:
         e = boot[name]
         assert e["f1_macro"] == pytest.approx(test[name]["f1_macro"])
@@ -190,7 +193,7 @@ def test_npz_source_runs_the_whole_pipeline(tmp_path: Path) -> None:
     waves = np.sin(2 * np.pi * (y[:, None] + 1) * t)  # one frequency per class
     X = np.stack([waves, -waves], axis=1) + rng.normal(0, 0.3, (300, 2, 24))
     np.savez(repo / "data" / "waves.npz", X=X, y=y, classes=np.array(["down", "flat", "up"]))
-    write_params(repo, merge_params(dvc_rows.TINY, {"data": {"source": "data/waves.npz"}}))
+    write_params(repo, merge_params(tiny_config(), {"data": {"source": "data/waves.npz"}}))
     out = sh("dvc", "repro", cwd=repo).stdout
     for stage in ("prepare", "tune", "train_best", "visualize"):
         assert f"Running stage '{stage}'" in out

@@ -31,8 +31,11 @@ def test_normalisation_standardises_image_and_window_channels(make_params) -> No
     net.fit_normalisation(x)
     images = net.encoder(x)
     standard = (images - net.image_mean[:, None, None]) / net.image_std[:, None, None]
-    torch.testing.assert_close(standard.mean(dim=(0, 2, 3)), torch.zeros(4), atol=1e-4, rtol=0)
-    torch.testing.assert_close(standard.std(dim=(0, 2, 3)), torch.ones(4), atol=1e-3, rtol=0)
+    n_images = 2 * len(params.model.encodings)  # one image per encoding and channel
+    assert images.shape[1] == n_images
+    zeros, ones = torch.zeros(n_images), torch.ones(n_images)
+    torch.testing.assert_close(standard.mean(dim=(0, 2, 3)), zeros, atol=1e-4, rtol=0)
+    torch.testing.assert_close(standard.std(dim=(0, 2, 3)), ones, atol=1e-3, rtol=0)
     torch.testing.assert_close(net.window_mean, x.mean(dim=(0, 2)), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(net.window_std, x.std(dim=(0, 2)), atol=1e-5, rtol=1e-5)
     # the statistics are buffers: a state dict carries them to a fresh network
@@ -45,7 +48,9 @@ def test_normalize_false_keeps_identity_statistics(make_params) -> None:
     params = make_params({"model": {"normalize": False}})
     net = StockClassifierNet(params.model, in_channels=2, num_classes=3)
     net.fit_normalisation(torch.randn(32, 2, 16) * 7 + 2)
-    assert torch.equal(net.image_mean, torch.zeros(4)) and torch.equal(net.image_std, torch.ones(4))
+    n_images = 2 * len(params.model.encodings)
+    assert torch.equal(net.image_mean, torch.zeros(n_images))
+    assert torch.equal(net.image_std, torch.ones(n_images))
 
 
 def test_window_branch_sees_the_level_that_the_images_discard(make_params) -> None:

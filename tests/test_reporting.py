@@ -12,6 +12,7 @@ import pytest
 from matplotlib.image import imread
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
+from tune_fakes import PRUNED
 
 from stockclf.cli import main as cli_main
 from stockclf.data.store import SplitData
@@ -143,7 +144,7 @@ def journal_study(path: Path, name: str = "jdemo") -> optuna.Study:
         trial = study.ask({"lr_head": optuna.distributions.FloatDistribution(1e-4, 1e-1)})
         study.tell(trial, value)
     trial = study.ask({"lr_head": optuna.distributions.FloatDistribution(1e-4, 1e-1)})
-    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    study.tell(trial, state=PRUNED)
     return study
 
 
@@ -245,7 +246,9 @@ def test_result_reports_and_figures(make_params, tmp_path, two_symbol_test_days)
     preds = {"model": y, "majority": np.ones_like(y)}
     preds.update(stratified=rng.integers(0, 3, y.size), logreg=(y + 1) % 3, minirocket=y)
     write_predictions(tmp_path / "p.csv", split, symbols, CLASSES, preds)
-    params = make_params({"evaluate": {"cost_bps": 5, "bootstrap_samples": 200}})
+    # stride 1: the test days are consecutive, so the backtest rebalances every 5th (horizon)
+    updates = {"data": {"stride": 1}, "evaluate": {"cost_bps": 5, "bootstrap_samples": 200}}
+    params = make_params(updates)
     meta = {"classes": CLASSES, "symbols": symbols, "horizon": 5}
     results = compute_results(tmp_path / "p.csv", meta, params)
     assert results.uncertainty["model"]["f1_macro_ci_low"] == 1.0  # a perfect model

@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from pipeline_support import set_args, sh
+from helpers import set_args, sh
 
 pytestmark = pytest.mark.slow
 

@@ -2,11 +2,11 @@ import json
 import math
 from pathlib import Path
 
-import optuna
 import pytest
 import torch
 import tune_fakes
 import yaml
+from tune_fakes import COMPLETE, FAIL
 
 import stockclf.tuning.objective as objective_module
 from stockclf.training.module import StockClassifier
@@ -75,8 +75,8 @@ def test_failed_trials_are_recorded_and_the_study_goes_on(
     summary = run_tune(params, tiny_prepared, TuneOutputs(tmp_path / "tuning"))
     study = tune_fakes.load_only_study(params)
     states = [t.state for t in study.trials]
-    assert states[:2] == [optuna.trial.TrialState.FAIL] * 2
-    assert states[2:] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert states[:2] == [FAIL] * 2
+    assert states[2:] == [COMPLETE] * 2
     assert (
         study.trials[0].user_attrs["fail_reason"] == "RuntimeError: CUDA out of memory (injected)"
     )
@@ -104,7 +104,8 @@ def test_real_training_trials_with_pruner(
     params = make_params(
         {
             "model": {"backbone": "test_efficientnet"},  # timm's tiny test net: ~1 s a trial
-            "tune": {"n_trials": 2, "tuning_max_epochs": 2, "keep_top_k": 1},
+            # 2 epochs: the median pruner (one warm-up step) can act on the second
+            "tune": {"tuning_max_epochs": 2, "keep_top_k": 1},
         }
     )
     summary = run_tune(params, tiny_prepared, out)

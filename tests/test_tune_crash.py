@@ -1,6 +1,5 @@
 """Crash safety: killed workers, signals in a real training, stale trials, broken journals."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,26 +10,25 @@ import optuna
 import pytest
 import tune_fakes
 import yaml
+from helpers import REPO, child_env
+from tune_fakes import COMPLETE, FAIL, PRUNED, RUNNING, WAITING
 
 from stockclf.tuning.runner import TuneOutputs, identify, run_tune
 from stockclf.tuning.storage import open_tuning_storage
 from stockclf.tuning.study import RetryTrial
 from stockclf.tuning.workers import BOOT, HOST, OWNER_ATTR, owner_record, sweep_stale_trials
 
-REPO = Path(__file__).resolve().parents[1]
-COMPLETE, FAIL, RUNNING = (
-    optuna.trial.TrialState.COMPLETE,
-    optuna.trial.TrialState.FAIL,
-    optuna.trial.TrialState.RUNNING,
-)
-
 
 def start_stage(params_file: Path, prepared: Path, out: Path) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "STOCKCLF_QUIET": "1"}
     cmd = [sys.executable, str(REPO / "stages/tune.py"), "--params", str(params_file)]
     cmd += ["--prepared", str(prepared), "--out", str(out)]
     return subprocess.Popen(
-        cmd, cwd=out.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        cmd,
+        cwd=out.parent,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -114,7 +112,7 @@ def test_sigkill_then_sigterm_mid_trial_then_resume(
     retries = [t for t in after.values() if t.system_attrs.get("failed_trial") == killed.number]
     assert [t.state for t in retries] == [FAIL, COMPLETE]
     assert all(t.params == dead.params for t in retries)
-    finished = [t for t in after.values() if t.state in (COMPLETE, optuna.trial.TrialState.PRUNED)]
+    finished = [t for t in after.values() if t.state in (COMPLETE, PRUNED)]
     assert len(finished) == 3
     assert "3 complete" in stdout
 
@@ -148,7 +146,7 @@ def test_stale_trials_of_dead_local_workers_are_swept(tmp_path: Path) -> None:
     assert trials[numbers["alive"]].state == trials[numbers["remote"]].state == RUNNING
     assert trials[ownerless.number].state == RUNNING  # younger than the grace period
     assert "died during the trial" in trials[numbers["dead"]].user_attrs["fail_reason"]
-    queued = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
+    queued = [t for t in trials if t.state == WAITING]
     assert sorted(t.system_attrs["failed_trial"] for t in queued) == sorted(swept)
     assert {t.params["x"] for t in queued} == {trials[n].params["x"] for n in swept}
 

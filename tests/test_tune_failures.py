@@ -6,19 +6,15 @@ import signal
 import weakref
 from pathlib import Path
 
-import optuna
 import pytest
 import torch
 import tune_fakes
+from tune_fakes import COMPLETE, FAIL, WAITING
 
 import stockclf.tuning.objective as objective_module
 from stockclf.training.module import StockClassifier
 from stockclf.tuning.runner import TuneOutputs, run_tune
 from stockclf.tuning.signals import TuneInterrupted
-
-FAIL = optuna.trial.TrialState.FAIL
-COMPLETE = optuna.trial.TrialState.COMPLETE
-WAITING = optuna.trial.TrialState.WAITING
 
 
 def test_nan_loss_in_real_training_fails_the_trial_with_its_reason(
@@ -40,7 +36,7 @@ def test_nan_loss_in_real_training_fails_the_trial_with_its_reason(
     params = make_params(
         {
             "model": {"backbone": "test_efficientnet"},
-            "tune": {"n_trials": 1, "pruner": "none", "tuning_max_epochs": 1},
+            "tune": {"n_trials": 1, "pruner": "none"},
         }
     )
     summary = run_tune(

@@ -3,7 +3,6 @@ seeds), its memory over trials, and the params that configure it."""
 
 import csv
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,18 +13,13 @@ import optuna
 import pytest
 import tune_fakes
 import yaml
+from helpers import child_env
+from tune_fakes import COMPLETE, FAIL, PRUNED
 
 from stockclf.config import ParamsError, load_params
 from stockclf.tuning.runner import TrialProgress, TuneOutputs, identify, lock_safe, run_tune
 from stockclf.tuning.storage import open_tuning_storage
 from stockclf.tuning.study import StudyError
-
-REPO = Path(__file__).resolve().parents[1]
-COMPLETE, FAIL, PRUNED = (
-    optuna.trial.TrialState.COMPLETE,
-    optuna.trial.TrialState.FAIL,
-    optuna.trial.TrialState.PRUNED,
-)
 
 
 def journal_params(make_params, root: Path, **tune):
@@ -110,7 +104,8 @@ def test_journal_storage_snapshot_restores_a_fresh_clone(
 
 
 def test_timeout_is_honoured(make_params, tiny_prepared: Path, tmp_path: Path) -> None:
-    params = journal_params(make_params, tmp_path, n_trials=100, timeout=1.0)
+    # 2 epochs of 0.15 s: trials long enough that the timeout, not the count, ends the study
+    params = journal_params(make_params, tmp_path, n_trials=100, timeout=1.0, tuning_max_epochs=2)
     started = time.monotonic()
     summary = run_tune(params, tiny_prepared, TuneOutputs(tmp_path / "tuning"), tune_fakes.stepwise)
     elapsed = time.monotonic() - started
@@ -202,7 +197,7 @@ def test_memory_does_not_grow_from_trial_to_trial(
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "STOCKCLF_QUIET": "1"},
+        env=child_env(),
     )
     assert done.returncode == 0, done.stderr[-3000:]
     rss = json.loads(done.stdout.strip().splitlines()[-1])

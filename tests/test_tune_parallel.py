@@ -14,16 +14,13 @@ import optuna
 import pytest
 import tune_fakes
 import yaml
+from helpers import child_env
+from tune_fakes import COMPLETE, FAIL, WAITING
 
 from stockclf.tuning.runner import TuneOutputs, identify, run_tune
 from stockclf.tuning.signals import TuneInterrupted
 from stockclf.tuning.storage import StorageError, open_tuning_storage
 
-COMPLETE, FAIL, WAITING = (
-    optuna.trial.TrialState.COMPLETE,
-    optuna.trial.TrialState.FAIL,
-    optuna.trial.TrialState.WAITING,
-)
 PG_URL = os.environ.get("STOCKCLF_TEST_POSTGRES_URL")
 
 
@@ -120,8 +117,9 @@ def test_tune_worker_command_joins_the_stage_study(
     (tmp_path / "more.yaml").write_text(yaml.safe_dump(more))
     cmd = [sys.executable, "-m", "stockclf.cli", "tune", "worker", "--params", "more.yaml"]
     cmd += ["--prepared", str(tiny_prepared), "--out", "elsewhere"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "STOCKCLF_QUIET": "1"}
-    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    done = subprocess.run(
+        cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=child_env()
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"study {name}: 3 of 3 trials finished (done), 0 failed" in done.stdout
     assert (
@@ -152,9 +150,11 @@ def postgres_url() -> str:
 def test_two_workers_on_postgresql(
     make_params, tiny_prepared: Path, tmp_path: Path, postgres_url: str
 ) -> None:
-    # the seed is part of the study name: a fresh study even on a shared test database
+    # the seed is part of the study name: a fresh study even on a shared test database;
+    # 0.6 s trials (4 epochs): long enough to overlap even when storage writes are slow
+    seed = os.getpid() * 1000 + len(str(tmp_path))
     params = make_params(
-        {"seed": os.getpid() * 1000 + len(str(tmp_path)), "tune": {"n_trials": 6, "n_jobs": 2}}
+        {"seed": seed, "tune": {"n_trials": 6, "n_jobs": 2, "tuning_max_epochs": 4}}
     )
     params = tune_fakes.with_tune(params, storage=postgres_url, pruner="none")
     _, name = identify(params, tiny_prepared)

@@ -1,8 +1,9 @@
 """Test helpers for tuning: stand-ins for the training of a trial (importable by spawned
-worker processes), and small params/study helpers shared by the tune test files.
+worker processes), short names for the trial states, and small params/study helpers shared
+by the tune test files.
 
-They follow ``stockclf.tuning.objective.TrainFn``; tests pass them as ``train_fn`` (a
-monkeypatch does not reach a spawned process). Module-level so they pickle by name.
+The stand-ins follow ``stockclf.tuning.objective.TrainFn``; tests pass them as ``train_fn``
+(a monkeypatch does not reach a spawned process). Module-level so they pickle by name.
 """
 
 from __future__ import annotations
@@ -14,6 +15,12 @@ from pathlib import Path
 import optuna
 
 from stockclf.config import Params
+
+COMPLETE = optuna.trial.TrialState.COMPLETE
+FAIL = optuna.trial.TrialState.FAIL
+PRUNED = optuna.trial.TrialState.PRUNED
+RUNNING = optuna.trial.TrialState.RUNNING
+WAITING = optuna.trial.TrialState.WAITING
 
 
 def stepwise(
