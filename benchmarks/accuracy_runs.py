@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.accuracy_data import load_archive, write_npz
-from benchmarks.common import REPO, SMOKE_UPDATES, repo_params_dict
+from benchmarks.common import REPO, repo_params_dict, tiny_updates
 from stockclf.config import Params, merge_params, validate_params
 
 
@@ -58,10 +58,11 @@ def cpu_seconds() -> float:
 
 
 def params_dict(variant: Variant, smoke: bool) -> dict[str, Any]:
-    """params.yaml, shrunk in smoke mode, plus the variant's overrides."""
+    """params.yaml, shrunk in smoke mode (``configs/tiny.yaml``), plus the variant's
+    overrides."""
     data = repo_params_dict()
     if smoke:
-        data = merge_params(data, SMOKE_UPDATES)
+        data = merge_params(data, tiny_updates())
     return merge_params(data, variant.overrides)
 
 
@@ -103,25 +104,23 @@ def pipeline(
     """
     from stockclf.config import load_best_params
     from stockclf.data.prepare import prepare
-    from stockclf.evaluation.train_best import TrainBestOutputs, run_train_best
-    from stockclf.tuning.runner import TuneOutputs, run_tune
+    from stockclf.pipeline.train_best import TrainBestPaths, run_train_best
+    from stockclf.pipeline.tune import TunePaths, run_tune
 
     prepared = workdir / "prepared"
     prepare(params.data, prepared, REPO / "data" / "sample")
     summary: dict[str, Any] = {"best_value": None}
     best: dict[str, Any] = {}
     if tune:
-        tune_out = TuneOutputs(workdir / "tuning")
-        summary = run_tune(params, prepared, tune_out)
-        best = load_best_params(tune_out.best_params)
-    outputs = TrainBestOutputs(
-        workdir / "model",
-        workdir / "live",
-        workdir / "metrics.json",
-        workdir / "confusion.csv",
-        workdir / "predictions.csv",
-    )
-    results = run_train_best(params.with_overrides(best), prepared, outputs, progress_bar=False)
+        tune_out = TunePaths.under(workdir / "tuning", prepared)
+        summary = run_tune(params, tune_out)
+        best_file = tune_out.best_params
+        best = load_best_params(best_file)
+    else:  # params.yaml's own values, as if nothing was tuned
+        best_file = workdir / "best_params.yaml"
+        best_file.write_text("{}\n", encoding="utf-8")
+    outputs = TrainBestPaths.under(workdir, prepared, best_file)
+    results = run_train_best(params, outputs, progress_bar=False)
     if results is None:
         raise RuntimeError("run_train_best returned nothing (a DDP rank other than 0)")
     return summary, {**results, "best_params": best}

@@ -24,7 +24,8 @@ from stockclf.data import store
 from stockclf.data.features import compute_features
 from stockclf.data.labels import classify, trailing_volatility, z_scores
 from stockclf.data.loading import OHLCV, DataError, load_csv, load_directory
-from stockclf.data.prepare import prepare, write_summary
+from stockclf.data.prepare import prepare
+from stockclf.files import write_json
 from stockclf.data.windows import candidate_days, cut_windows, purge_limit, split_days
 
 REPO = Path(__file__).resolve().parents[1]
@@ -478,7 +479,7 @@ def test_failed_run_leaves_previous_output_untouched(tmp_path: Path) -> None:
     out = tmp_path / "results" / "prepared"
     summary_path = tmp_path / "results" / "prepare.json"
     params = small_params(source=str(data_dir))
-    write_summary(prepare(params, out, tmp_path), summary_path)
+    write_json(summary_path, prepare(params, out, tmp_path))
     before = snapshot(out)
     summary_before = summary_path.read_bytes()
     assert {"meta.json", "train/X.npy", "test/y.npy"} <= set(before)
@@ -1197,11 +1198,10 @@ def test_dvc_reruns_prepare_when_a_file_of_the_source_changes(tmp_path: Path) ->
 @pytest.mark.slow
 def test_npz_source_trains_with_its_own_classes(make_params, tmp_path: Path) -> None:
     """The generic input goes through the same train_best as prices, with K = 4 classes."""
-    import dataclasses  # here, not at the top: torch and Lightning would slow every data test
 
     import timm
 
-    from stockclf.evaluation.train_best import TrainBestOutputs, run_train_best
+    from stockclf.pipeline.train_best import TrainBestPaths, run_train_best
 
     rng = np.random.default_rng(0)
     y = np.arange(240) % 4
@@ -1218,12 +1218,15 @@ def test_npz_source_trains_with_its_own_classes(make_params, tmp_path: Path) -> 
         }
     )
     prepare(params.data, tmp_path / "prepared", tmp_path)
-    outputs = TrainBestOutputs(
-        **{f.name: tmp_path / "out" / f.name for f in dataclasses.fields(TrainBestOutputs)}
-    )
-    results = run_train_best(params, tmp_path / "prepared", outputs, progress_bar=False)
+    no_tuning = tmp_path / "best_params.yaml"
+    no_tuning.write_text("{}\n")  # nothing tuned: params.yaml's own values
+    outputs = TrainBestPaths.under(tmp_path / "out", tmp_path / "prepared", no_tuning)
+    results = run_train_best(params, outputs, progress_bar=False)
     assert results is not None and results["n_test"] == 36  # the last 15% of the rows
     for name in ("model", "logreg"):
         assert {f"f1_{c}" for c in names} <= set(results[name])
-    rows = outputs.confusion.read_text(encoding="utf-8").splitlines()
-    assert len(rows) == 37 and {r.split(",")[0] for r in rows[1:]} <= set(names)
+    import csv
+
+    rows = list(csv.DictReader(outputs.predictions.open(newline="", encoding="utf-8")))
+    assert len(rows) == 36 and {r["actual"] for r in rows} <= set(names)
+    assert {r["model"] for r in rows} <= set(names)

@@ -42,8 +42,6 @@ def test_train_best_ddp_two_cpu_processes(
             str(out / "train"),
             "--metrics",
             str(out / "metrics.json"),
-            "--confusion",
-            str(out / "confusion.csv"),
             "--predictions",
             str(out / "predictions.csv"),
         ],

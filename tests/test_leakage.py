@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import datetime as dt
 import math
 from pathlib import Path
@@ -37,7 +36,7 @@ from stockclf.config import DataParams, ModelParams, Params, merge_params, valid
 from stockclf.data import store, windows
 from stockclf.data.prepare import prepare
 from stockclf.evaluation.scoring import baseline_predictions
-from stockclf.evaluation.train_best import TrainBestOutputs, run_train_best
+from stockclf.pipeline.train_best import TrainBestPaths, run_train_best
 
 # The small run shared by the null test and the positive control. Episodes of EPISODE
 # trading days: a sample every EPISODE days (data.stride), each with its own window and
@@ -166,14 +165,14 @@ def small_train_best(params: Params, work: Path) -> tuple[dict[str, Any], np.nda
     """prepare + train_best into ``work``; returns the metrics and the model's test predictions."""
     prepared = work / "prepared"
     prepare(params.data, prepared, work / "unused-sample")
-    outputs = TrainBestOutputs(
-        **{f.name: work / "out" / f.name for f in dataclasses.fields(TrainBestOutputs)}
-    )
-    results = run_train_best(params, prepared, outputs, progress_bar=False)
+    no_tuning = work / "best_params.yaml"
+    no_tuning.write_text("{}\n")  # params.yaml's own values, as if nothing was tuned
+    outputs = TrainBestPaths.under(work / "out", prepared, no_tuning)
+    results = run_train_best(params, outputs, progress_bar=False)
     assert results is not None
     classes = store.load_meta(prepared)["classes"]
-    with outputs.confusion.open(newline="") as fh:
-        y_pred = np.array([classes.index(row["predicted"]) for row in csv.DictReader(fh)])
+    with outputs.predictions.open(newline="") as fh:
+        y_pred = np.array([classes.index(row["model"]) for row in csv.DictReader(fh)])
     return results, y_pred
 
 

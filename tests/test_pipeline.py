@@ -69,8 +69,11 @@ def test_outputs_and_metrics_are_sane(pipeline_repo: Path) -> None:
             "equity_curve.png",
         ]
     )
-    rows = (pipeline_repo / "reports/confusion.csv").read_text().splitlines()
-    assert rows[0] == "actual,predicted" and len(rows) == test["n_test"] + 1
+    # DVC's confusion plot reads the model's column of the predictions; no second copy
+    assert not (pipeline_repo / "reports/confusion.csv").exists()
+    rows = (pipeline_repo / "reports/predictions.csv").read_text().splitlines()
+    assert rows[0].split(",")[:4] == ["date", "symbol", "actual", "model"]
+    assert len(rows) == test["n_test"] + 1
 
 
 def test_exp_show_lists_params_and_metrics(pipeline_repo: Path) -> None:

@@ -29,7 +29,13 @@ from stockclf.reporting.results import (
 )
 from stockclf.reporting.study_report import format_summary, study_summary
 from stockclf.tuning.runner import TrialProgress
-from stockclf.tuning.storage import StorageError, load_study_for_reading, open_storage, redact
+from stockclf.storage_url import redact
+from stockclf.tuning.storage import (
+    StorageError,
+    load_study_for_reading,
+    open_reading_storage,
+    open_tuning_storage,
+)
 
 CLASSES = ["down", "flat", "up"]
 
@@ -185,15 +191,15 @@ def test_cli_study_show_reads_a_journal_file(tmp_path, monkeypatch, capsys) -> N
 
 
 def test_storage_urls_and_errors(tmp_path) -> None:
-    with pytest.raises(StorageError, match="unknown storage URL"):
-        open_storage("redis://localhost/0")
+    with pytest.raises(StorageError, match=r"redis://\.\.\. is not a supported storage"):
+        open_reading_storage("redis://localhost/0")
     # an unreachable server (or a missing driver) is a clear error without the password
     with pytest.raises(StorageError) as err:
-        open_storage("postgresql://user:s3cret@127.0.0.1:1/optuna")
+        open_reading_storage("postgresql://user:s3cret@127.0.0.1:1/optuna")
     assert "cannot open the study storage" in str(err.value)
     assert "s3cret" not in str(err.value) and "***" in str(err.value)
     assert redact("postgresql://u:pw@h/db") == "postgresql://u:***@h/db"
-    created = open_storage(f"journal:///{tmp_path / 'new' / 'j.log'}", create=True)
+    created = open_tuning_storage(f"journal:///{tmp_path / 'new' / 'j.log'}")
     assert isinstance(created, JournalStorage) and (tmp_path / "new").is_dir()
     journal_study(tmp_path / "two.log", "a")
     journal_study(tmp_path / "two.log", "b")

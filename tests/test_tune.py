@@ -10,14 +10,10 @@ from tune_fakes import COMPLETE, FAIL
 
 import stockclf.tuning.objective as objective_module
 from stockclf.training.module import StockClassifier
-from stockclf.tuning.runner import TuneOutputs, run_tune
-from stockclf.tuning.study import (
-    StudyError,
-    check_study_present,
-    data_fingerprint,
-    study_identity,
-    study_name,
-)
+from stockclf.pipeline.tune import TunePaths, run_tune
+from stockclf.errors import StudyError
+from stockclf.tuning.identity import data_fingerprint, study_identity, study_name
+from stockclf.tuning.lockfile import check_study_present
 
 
 def test_resume_runs_only_missing_trials_with_new_params(
@@ -26,14 +22,14 @@ def test_resume_runs_only_missing_trials_with_new_params(
     monkeypatch.setattr(
         objective_module, "train_model", tune_fakes.fake_train_model(lambda p: p.train.lr_head * 10)
     )
-    out = TuneOutputs(tmp_path / "tuning")
+    out = TunePaths.under(tmp_path / "tuning", tiny_prepared)
     params = make_params({"tune": {"n_trials": 3, "pruner": "none"}})
-    first = run_tune(params, tiny_prepared, out)
+    first = run_tune(params, out)
     assert first["n_complete"] == 3
     before = [t.params for t in tune_fakes.load_only_study(params).trials]
 
     more = make_params({"tune": {"n_trials": 5, "pruner": "none"}})
-    second = run_tune(more, tiny_prepared, out)
+    second = run_tune(more, out)
     study = tune_fakes.load_only_study(more)
     assert second["n_complete"] == 5 and len(study.trials) == 5
     assert [t.params for t in study.trials[:3]] == before  # earlier trials kept
@@ -41,7 +37,7 @@ def test_resume_runs_only_missing_trials_with_new_params(
         assert new.params not in before
 
     # nothing missing: a rerun adds no trial
-    run_tune(more, tiny_prepared, out)
+    run_tune(more, out)
     assert len(tune_fakes.load_only_study(more).trials) == 5
 
     best = yaml.safe_load(out.best_params.read_text())
@@ -72,7 +68,7 @@ def test_failed_trials_are_recorded_and_the_study_goes_on(
 
     monkeypatch.setattr(objective_module, "train_model", tune_fakes.fake_train_model(value_of))
     params = make_params({"tune": {"n_trials": 2, "pruner": "none"}})
-    summary = run_tune(params, tiny_prepared, TuneOutputs(tmp_path / "tuning"))
+    summary = run_tune(params, TunePaths.under(tmp_path / "tuning", tiny_prepared))
     study = tune_fakes.load_only_study(params)
     states = [t.state for t in study.trials]
     assert states[:2] == [FAIL] * 2
@@ -94,13 +90,13 @@ def test_every_trial_failing_stops_with_a_clear_error(
     monkeypatch.setattr(objective_module, "train_model", tune_fakes.fake_train_model(broken))
     params = make_params({"tune": {"n_trials": 2, "pruner": "none"}})
     with pytest.raises(RuntimeError, match=r"no trial completed \(3 failed: \['ValueError: broken"):
-        run_tune(params, tiny_prepared, TuneOutputs(tmp_path / "tuning"))
+        run_tune(params, TunePaths.under(tmp_path / "tuning", tiny_prepared))
 
 
 def test_real_training_trials_with_pruner(
     one_torch_thread, make_params, tiny_prepared: Path, tmp_path: Path
 ) -> None:
-    out = TuneOutputs(tmp_path / "tuning")
+    out = TunePaths.under(tmp_path / "tuning", tiny_prepared)
     params = make_params(
         {
             "model": {"backbone": "test_efficientnet"},  # timm's tiny test net: ~1 s a trial
@@ -108,7 +104,7 @@ def test_real_training_trials_with_pruner(
             "tune": {"tuning_max_epochs": 2, "keep_top_k": 1},
         }
     )
-    summary = run_tune(params, tiny_prepared, out)
+    summary = run_tune(params, out)
     assert summary["n_complete"] + summary["n_pruned"] == 2
     assert 0.0 <= summary["best_value"] <= 1.0
     for number in (0, 1):

@@ -13,15 +13,17 @@ import yaml
 from helpers import REPO, child_env
 from tune_fakes import COMPLETE, FAIL, PRUNED, RUNNING, WAITING
 
-from stockclf.tuning.runner import TuneOutputs, identify, run_tune
+from stockclf.pipeline.script import path_flags
+from stockclf.pipeline.tune import TunePaths, run_tune
+from stockclf.tuning.identity import identify
+from stockclf.tuning.ownership import BOOT, HOST, OWNER_ATTR, owner_record, sweep_stale_trials
 from stockclf.tuning.storage import open_tuning_storage
-from stockclf.tuning.study import RetryTrial
-from stockclf.tuning.workers import BOOT, HOST, OWNER_ATTR, owner_record, sweep_stale_trials
+from stockclf.tuning.trials import RetryTrial
 
 
 def start_stage(params_file: Path, prepared: Path, out: Path) -> subprocess.Popen:
     cmd = [sys.executable, str(REPO / "stages/tune.py"), "--params", str(params_file)]
-    cmd += ["--prepared", str(prepared), "--out", str(out)]
+    cmd += path_flags(TunePaths.under(out, prepared))
     return subprocess.Popen(
         cmd,
         cwd=out.parent,
@@ -164,7 +166,7 @@ def test_heartbeat_fails_and_retries_a_trial_of_a_worker_on_another_machine(
         {"tune": {"n_trials": 2, "pruner": "none", "heartbeat_interval": 1, "grace_period": 2}}
     )
     _, name = identify(params, tiny_prepared)
-    remote = open_tuning_storage(params.tune.storage, heartbeat_interval=1, grace_period=2)
+    remote = open_tuning_storage(params.tune.storage, params.tune)
     study = optuna.create_study(study_name=name, storage=remote, direction="maximize")
     trial = study.ask()
     lr = trial.suggest_float("lr_head", 0.0003, 0.01, log=True)
@@ -174,7 +176,7 @@ def test_heartbeat_fails_and_retries_a_trial_of_a_worker_on_another_machine(
     )
     time.sleep(2.5)  # no heartbeat since: stale
 
-    run_tune(params, tiny_prepared, TuneOutputs(tmp_path / "tuning"), train_fn=tune_fakes.quick)
+    run_tune(params, TunePaths.under(tmp_path / "tuning", tiny_prepared), train_fn=tune_fakes.quick)
     trials = optuna.load_study(study_name=name, storage=params.tune.storage).trials
     assert trials[0].state == FAIL
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
@@ -189,13 +191,13 @@ def test_half_written_journal_line_is_repaired(
     params = tune_fakes.on_journal(
         make_params({"tune": {"n_trials": 2, "pruner": "none"}}), journal
     )
-    out = TuneOutputs(tmp_path / "tuning")
-    run_tune(params, tiny_prepared, out, train_fn=tune_fakes.quick)
+    out = TunePaths.under(tmp_path / "tuning", tiny_prepared)
+    run_tune(params, out, train_fn=tune_fakes.quick)
     whole = journal.read_bytes()
     journal.write_bytes(whole + b'{"op_code":5,"worker_id":"crashed-mid-wr')
 
     summary = run_tune(
-        tune_fakes.with_tune(params, n_trials=3), tiny_prepared, out, train_fn=tune_fakes.quick
+        tune_fakes.with_tune(params, n_trials=3), out, train_fn=tune_fakes.quick
     )
     assert summary["n_complete"] == 3
     (backup,) = journal.parent.glob("study.journal.broken-*")

@@ -13,7 +13,7 @@ from tune_fakes import COMPLETE, FAIL, WAITING
 
 import stockclf.tuning.objective as objective_module
 from stockclf.training.module import StockClassifier
-from stockclf.tuning.runner import TuneOutputs, run_tune
+from stockclf.pipeline.tune import TunePaths, run_tune
 from stockclf.tuning.signals import TuneInterrupted
 
 
@@ -40,7 +40,7 @@ def test_nan_loss_in_real_training_fails_the_trial_with_its_reason(
         }
     )
     summary = run_tune(
-        params, tiny_prepared, TuneOutputs(tmp_path / "tuning"), callbacks=[stop_poisoning]
+        params, TunePaths.under(tmp_path / "tuning", tiny_prepared), callbacks=[stop_poisoning]
     )
     first, second = tune_fakes.load_only_study(params).trials
     assert first.state == FAIL and second.state == COMPLETE
@@ -61,7 +61,7 @@ def test_non_finite_metric_fails_the_trial(
         make_params({"tune": {"n_trials": 1, "pruner": "none"}}),
         tmp_path / "tuning" / "study.journal",
     )
-    run_tune(params, tiny_prepared, TuneOutputs(tmp_path / "tuning"))
+    run_tune(params, TunePaths.under(tmp_path / "tuning", tiny_prepared))
     first, second = tune_fakes.load_only_study(params).trials
     assert first.state == FAIL and first.user_attrs["fail_reason"] == "val_f1 is inf"
     assert first.user_attrs["failure"] == "nonfinite" and second.state == COMPLETE
@@ -99,7 +99,7 @@ def test_out_of_memory_is_freed_before_the_next_trial(
         make_params({"tune": {"n_trials": 2, "pruner": "none"}}),
         tmp_path / "tuning" / "study.journal",
     )
-    summary = run_tune(params, tiny_prepared, TuneOutputs(tmp_path / "tuning"))
+    summary = run_tune(params, TunePaths.under(tmp_path / "tuning", tiny_prepared))
     trials = tune_fakes.load_only_study(params).trials
     assert [t.state for t in trials] == [FAIL, FAIL, COMPLETE, COMPLETE]
     assert trials[0].user_attrs["failure"] == trials[1].user_attrs["failure"] == "oom"
@@ -130,7 +130,7 @@ def test_any_other_exception_keeps_its_traceback(
         make_params({"tune": {"n_trials": 1, "pruner": "none"}}),
         tmp_path / "tuning" / "study.journal",
     )
-    run_tune(params, tiny_prepared, TuneOutputs(tmp_path / "tuning"))
+    run_tune(params, TunePaths.under(tmp_path / "tuning", tiny_prepared))
     failed, done = tune_fakes.load_only_study(params).trials
     assert failed.state == FAIL and done.state == COMPLETE
     assert failed.user_attrs["failure"] == "error"
@@ -153,13 +153,13 @@ def test_signal_during_a_trial_fails_it_and_the_rerun_retries_it(
 
     monkeypatch.setattr(objective_module, "train_model", tune_fakes.fake_train_model(value_of))
     before = signal.getsignal(signum)
-    out = TuneOutputs(tmp_path / "tuning")
+    out = TunePaths.under(tmp_path / "tuning", tiny_prepared)
     params = tune_fakes.on_journal(
         make_params({"tune": {"n_trials": 3, "pruner": "none", "sampler": "random"}}),
         tmp_path / "tuning" / "study.journal",
     )
     with pytest.raises(TuneInterrupted) as err:
-        run_tune(params, tiny_prepared, out)
+        run_tune(params, out)
     assert err.value.exit_code == 128 + signum
     assert signal.getsignal(signum) is before  # handlers restored
 
@@ -170,7 +170,7 @@ def test_signal_during_a_trial_fails_it_and_the_rerun_retries_it(
     assert trials[1].user_attrs["fail_reason"] == f"interrupted by {name} during the trial"
     assert trials[2].params == trials[1].params  # queued again, same point
 
-    summary = run_tune(params, tiny_prepared, out)
+    summary = run_tune(params, out)
     trials = tune_fakes.load_only_study(params).trials
     assert [t.state for t in trials] == [COMPLETE, FAIL, COMPLETE, COMPLETE]
     assert trials[2].system_attrs["failed_trial"] == 1 and calls[2] == calls[1]

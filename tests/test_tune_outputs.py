@@ -17,9 +17,12 @@ from helpers import child_env
 from tune_fakes import COMPLETE, FAIL, PRUNED
 
 from stockclf.config import ParamsError, load_params
-from stockclf.tuning.runner import TrialProgress, TuneOutputs, identify, lock_safe, run_tune
+from stockclf.pipeline.tune import TunePaths, run_tune
+from stockclf.tuning.identity import identify
+from stockclf.tuning.outputs import lock_safe
+from stockclf.tuning.runner import TrialProgress
 from stockclf.tuning.storage import open_tuning_storage
-from stockclf.tuning.study import StudyError
+from stockclf.errors import StudyError
 
 
 def journal_params(make_params, root: Path, **tune):
@@ -37,7 +40,7 @@ def test_checkpoints_only_for_the_top_k_trials(
     make_params, tiny_prepared: Path, tmp_path: Path
 ) -> None:
     params = journal_params(make_params, tmp_path, n_trials=6, keep_top_k=2)
-    out = TuneOutputs(tmp_path / "tuning")
+    out = TunePaths.under(tmp_path / "tuning", tiny_prepared)
     history = []
 
     def look(study, trial) -> None:  # after each trial's checkpoint bookkeeping
@@ -45,7 +48,7 @@ def test_checkpoints_only_for_the_top_k_trials(
             (trial.number, {int(p.parent.name[6:]) for p in out.trials.glob("trial_*/checkpoint")})
         )
 
-    run_tune(params, tiny_prepared, out, train_fn=tune_fakes.quick, callbacks=[look])
+    run_tune(params, out, train_fn=tune_fakes.quick, callbacks=[look])
     values = {t.number: t.value for t in study_of(params, tiny_prepared).trials}
     for number, kept in history:
         so_far = sorted((n for n in values if n <= number), key=lambda n: (-values[n], n))
@@ -54,7 +57,7 @@ def test_checkpoints_only_for_the_top_k_trials(
 
     # keep_top_k lowered on a rerun: the extra checkpoint goes, nothing else changes
     run_tune(
-        tune_fakes.with_tune(params, keep_top_k=1), tiny_prepared, out, train_fn=tune_fakes.quick
+        tune_fakes.with_tune(params, keep_top_k=1), out, train_fn=tune_fakes.quick
     )
     best = max(values, key=lambda n: values[n])
     assert {p.parent.name for p in out.trials.glob("trial_*/checkpoint")} == {f"trial_{best:04d}"}
@@ -69,8 +72,8 @@ def test_journal_storage_snapshot_restores_a_fresh_clone(
         make_params({"tune": {"n_trials": 3, "pruner": "none"}}),
         storage="journal:///tuning/study.journal",
     )
-    out = TuneOutputs(Path("tuning"))
-    run_tune(params, tiny_prepared, out, train_fn=tune_fakes.quick)
+    out = TunePaths.under(Path("tuning"), tiny_prepared)
+    run_tune(params, out, train_fn=tune_fakes.quick)
     study = study_of(params, tiny_prepared)
     first = [(t.number, t.params, t.value) for t in study.trials]
     snap = optuna.load_study(study_name=study.study_name, storage="sqlite:///tuning/study.db")
@@ -90,7 +93,7 @@ def test_journal_storage_snapshot_restores_a_fresh_clone(
         yaml.safe_dump({"stages": {"tune": {"outs": [{"path": "tuning/study.db", "md5": "x"}]}}})
     )
     more = tune_fakes.with_tune(params, n_trials=5)
-    summary = run_tune(more, tiny_prepared, out, train_fn=tune_fakes.quick)
+    summary = run_tune(more, out, train_fn=tune_fakes.quick)
     resumed = study_of(more, tiny_prepared)
     assert summary["n_complete"] == 5
     assert [(t.number, t.params, t.value) for t in resumed.trials[:3]] == first
@@ -99,7 +102,7 @@ def test_journal_storage_snapshot_restores_a_fresh_clone(
     Path("tuning/study.journal").unlink()
     Path("tuning/study.db").unlink()
     with pytest.raises(StudyError, match=r"tuning/study.db: dvc.lock records.*dvc pull tune"):
-        run_tune(more, tiny_prepared, out, train_fn=tune_fakes.quick)
+        run_tune(more, out, train_fn=tune_fakes.quick)
     assert optuna.get_all_study_names(open_tuning_storage(more.tune.storage)) == []
 
 
@@ -107,7 +110,7 @@ def test_timeout_is_honoured(make_params, tiny_prepared: Path, tmp_path: Path) -
     # 2 epochs of 0.15 s: trials long enough that the timeout, not the count, ends the study
     params = journal_params(make_params, tmp_path, n_trials=100, timeout=1.0, tuning_max_epochs=2)
     started = time.monotonic()
-    summary = run_tune(params, tiny_prepared, TuneOutputs(tmp_path / "tuning"), tune_fakes.stepwise)
+    summary = run_tune(params, TunePaths.under(tmp_path / "tuning", tiny_prepared), tune_fakes.stepwise)
     elapsed = time.monotonic() - started
     assert summary["stopped"] == "timeout"
     assert 1 <= summary["n_complete"] <= 5  # 0.3 s a trial; no trial starts after 1 s
@@ -135,7 +138,7 @@ def test_samplers_and_pruners_are_seeded(
             }
         )
         params = tune_fakes.on_journal(params, root / "study.journal")
-        run_tune(params, tiny_prepared, TuneOutputs(root / "tuning"), train_fn=tune_fakes.quick)
+        run_tune(params, TunePaths.under(root / "tuning", tiny_prepared), train_fn=tune_fakes.quick)
         return [(t.state, t.params) for t in study_of(params, tiny_prepared).trials]
 
     first = run(tmp_path / "a", seed=7)
@@ -167,9 +170,9 @@ import json, sys
 from pathlib import Path
 import psutil
 from stockclf.config import load_params
-from stockclf.tuning.runner import TuneOutputs, run_tune
+from stockclf.pipeline.tune import TunePaths, run_tune
 rss = []
-run_tune(load_params(sys.argv[1]), Path(sys.argv[2]), TuneOutputs(Path(sys.argv[3])),
+run_tune(load_params(sys.argv[1]), TunePaths.under(Path(sys.argv[3]), Path(sys.argv[2])),
          callbacks=[lambda study, trial: rss.append(psutil.Process().memory_info().rss)])
 print(json.dumps(rss))
 """

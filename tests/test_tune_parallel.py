@@ -17,7 +17,8 @@ import yaml
 from helpers import child_env
 from tune_fakes import COMPLETE, FAIL, WAITING
 
-from stockclf.tuning.runner import TuneOutputs, identify, run_tune
+from stockclf.pipeline.tune import TunePaths, run_tune
+from stockclf.tuning.identity import identify
 from stockclf.tuning.signals import TuneInterrupted
 from stockclf.tuning.storage import StorageError, open_tuning_storage
 
@@ -50,8 +51,8 @@ def test_two_worker_processes_share_one_study(
     )
     if kind == "journal":
         params = tune_fakes.on_journal(params, tmp_path / "tuning" / "study.journal")
-    out = TuneOutputs(tmp_path / "tuning")
-    summary = run_tune(params, tiny_prepared, out, train_fn=tune_fakes.stepwise)
+    out = TunePaths.under(tmp_path / "tuning", tiny_prepared)
+    summary = run_tune(params, out, train_fn=tune_fakes.stepwise)
     assert summary["stopped"] == "done" and summary["n_complete"] == 6
     _, name = identify(params, tiny_prepared)
     study = optuna.load_study(study_name=name, storage=open_tuning_storage(params.tune.storage))
@@ -71,7 +72,7 @@ def test_a_signal_to_the_stage_fails_the_workers_trials_and_they_are_retried(
     params = tune_fakes.with_tune(
         params, storage=f"journal:///{tmp_path / 'study.journal'}", pruner="none"
     )
-    out = TuneOutputs(tmp_path / "tuning")
+    out = TunePaths.under(tmp_path / "tuning", tiny_prepared)
 
     def signal_once_both_workers_train() -> None:
         deadline = time.monotonic() + 60
@@ -82,7 +83,7 @@ def test_a_signal_to_the_stage_fails_the_workers_trials_and_they_are_retried(
     watcher = threading.Thread(target=signal_once_both_workers_train, daemon=True)
     watcher.start()
     with pytest.raises(TuneInterrupted) as err:
-        run_tune(params, tiny_prepared, out, train_fn=tune_fakes.stepwise)  # 3 s a trial
+        run_tune(params, out, train_fn=tune_fakes.stepwise)  # 3 s a trial
     watcher.join()
     assert err.value.exit_code == 143
     study = optuna.load_study(
@@ -96,7 +97,7 @@ def test_a_signal_to_the_stage_fails_the_workers_trials_and_they_are_retried(
     }
     assert sorted(t.system_attrs["failed_trial"] for t in study.trials[2:]) == [0, 1]
 
-    summary = run_tune(params, tiny_prepared, out, train_fn=tune_fakes.quick)
+    summary = run_tune(params, out, train_fn=tune_fakes.quick)
     assert summary["n_complete"] == 4 and summary["n_fail"] == 2
 
 
@@ -108,8 +109,8 @@ def test_tune_worker_command_joins_the_stage_study(
     params = make_params(
         {"model": {"backbone": "test_efficientnet"}, "tune": {"n_trials": 2, "pruner": "none"}}
     )
-    out = TuneOutputs(tmp_path / "tuning")
-    run_tune(params, tiny_prepared, out, train_fn=tune_fakes.quick)
+    out = TunePaths.under(tmp_path / "tuning", tiny_prepared)
+    run_tune(params, out, train_fn=tune_fakes.quick)
     name = json.loads(out.study_info.read_text())["study_name"]
 
     more = yaml.safe_load((tmp_path / "params.yaml").read_text())
@@ -158,9 +159,9 @@ def test_two_workers_on_postgresql(
     )
     params = tune_fakes.with_tune(params, storage=postgres_url, pruner="none")
     _, name = identify(params, tiny_prepared)
-    out = TuneOutputs(tmp_path / "tuning")
+    out = TunePaths.under(tmp_path / "tuning", tiny_prepared)
     try:
-        summary = run_tune(params, tiny_prepared, out, train_fn=tune_fakes.stepwise)
+        summary = run_tune(params, out, train_fn=tune_fakes.stepwise)
         study = optuna.load_study(study_name=name, storage=open_tuning_storage(postgres_url))
         check_shared_run(study, out.trials, 6)
         assert summary["n_complete"] == 6

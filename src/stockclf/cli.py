@@ -27,17 +27,13 @@ def _study_show(args: argparse.Namespace) -> None:
 def _tune_worker(args: argparse.Namespace) -> None:
     from stockclf.config import load_params
     from stockclf.tuning.runner import join_study
-    from stockclf.tuning.signals import interruptible
 
-    def work() -> None:
-        params = load_params(args.params)
-        result = join_study(params, args.prepared, args.out / "trials", args.storage, args.jobs)
-        print(
-            f"study {result['study_name']}: {result['n_finished']} of {result['n_trials']} "
-            f"trials finished ({result['stopped']}), {result['n_fail']} failed"
-        )
-
-    interruptible(work)
+    params = load_params(args.params)
+    result = join_study(params, args.prepared, args.out / "trials", args.storage, args.jobs)
+    print(
+        f"study {result['study_name']}: {result['n_finished']} of {result['n_trials']} "
+        f"trials finished ({result['stopped']}), {result['n_fail']} failed"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,11 +20,14 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from stockclf.errors import StockclfError
+from stockclf.registry import ENCODINGS, FEATURES, PLOTS, PRUNERS, SAMPLERS
+from stockclf.storage_url import parse_storage_url
 
 #: The hyperparameters the tune stage may search, and the section that owns each.
 TUNABLE: dict[str, str] = {
@@ -51,8 +54,8 @@ class DataParams(_Strict):
     # A directory of OHLCV CSVs, an .npz file, or "sample" (an alias of data/sample). The
     # prepare stage's DVC dependency is ${data.source}, so params.yaml should hold a path.
     source: str = Field("data/sample", min_length=1)
-    features: list[Literal["log_return", "hl_range", "volume_change", "close_open"]] = Field(
-        default_factory=lambda: ["log_return"], min_length=1
+    features: list[str] = Field(
+        default_factory=lambda: ["log_return", "hl_range", "volume_change"], min_length=1
     )
     window: int = Field(64, ge=4)
     horizon: int = Field(5, ge=1)
@@ -66,6 +69,12 @@ class DataParams(_Strict):
     # Split by position of an .npz source without a split array (last rows = test).
     val_fraction: float = Field(0.15, gt=0, lt=1)
     test_fraction: float = Field(0.15, gt=0, lt=1)
+
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, names: list[str]) -> list[str]:
+        FEATURES.check(names)
+        return names
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> DataParams:
@@ -85,7 +94,7 @@ class ModelParams(_Strict):
     backbone: str = "efficientnet_b0"
     pretrained: bool = False
     pretrained_path: str | None = None
-    encodings: list[Literal["gasf", "gadf", "mtf"]] = Field(
+    encodings: list[str] = Field(
         default_factory=lambda: ["gasf", "gadf", "mtf"], min_length=1
     )
     # Side of the images; above the window length the series is interpolated up.
@@ -97,6 +106,12 @@ class ModelParams(_Strict):
     normalize: bool = True
     # Width of the 1-D convolutional branch on the window itself (0 = images only).
     raw_branch: int = Field(64, ge=0)
+
+    @field_validator("encodings")
+    @classmethod
+    def _known_encodings(cls, names: list[str]) -> list[str]:
+        ENCODINGS.check(names)
+        return names
 
 
 class TrainParams(_Strict):
@@ -156,8 +171,8 @@ class TuneParams(_Strict):
     direction: Literal["maximize", "minimize"] = "maximize"
     storage: str = "sqlite:///tuning/study.db"
     n_jobs: int = Field(1, ge=1)  # worker processes (not threads) the stage runs
-    sampler: Literal["tpe", "random", "cmaes"] = "tpe"
-    pruner: Literal["none", "median", "successive_halving", "hyperband"] = "median"
+    sampler: str = "tpe"  # a name in stockclf.registry.SAMPLERS
+    pruner: str = "median"  # a name in stockclf.registry.PRUNERS
     n_startup_trials: int = Field(3, ge=0)
     keep_top_k: int = Field(3, ge=0)  # trials whose best checkpoint is kept (0 = none)
     heartbeat_interval: int = Field(60, ge=1)  # seconds between a running trial's heartbeats
@@ -170,25 +185,14 @@ class TuneParams(_Strict):
     def _storage_url(cls, url: str) -> str:
         """Only storages the tuning engine can share safely between workers, and never a
         password: params.yaml is committed, so libpq reads it from PGPASSWORD or ~/.pgpass."""
-        for prefix in ("sqlite:///", "journal:///"):
-            if url.startswith(prefix):
-                if not url[len(prefix) :].strip("/"):
-                    raise ValueError(f"{url!r} names no file; e.g. {prefix}tuning/study.db")
-                return url
-        scheme, sep, rest = url.partition("://")
-        if not sep or scheme.split("+", 1)[0] != "postgresql":
-            shown = f"{scheme}://..." if sep else repr(url)  # never echo a password
-            raise ValueError(
-                f"{shown} is not a supported storage; use sqlite:///PATH, journal:///PATH "
-                "or postgresql://USER@HOST[:PORT]/DATABASE"
-            )
-        userinfo = rest.split("/", 1)[0].rpartition("@")[0]
-        if ":" in userinfo or "password=" in rest:
-            raise ValueError(
-                "the PostgreSQL URL holds a password, which must not be written in params.yaml; "
-                "remove it and set PGPASSWORD (or ~/.pgpass) where each worker runs"
-            )
+        parse_storage_url(url, allow_password=False)
         return url
+
+    @field_validator("sampler", "pruner")
+    @classmethod
+    def _known_search(cls, name: str, info: ValidationInfo) -> str:
+        (SAMPLERS if info.field_name == "sampler" else PRUNERS).check(name)
+        return name
 
     @model_validator(mode="after")
     def _known_names(self) -> TuneParams:
@@ -206,13 +210,8 @@ class TuneParams(_Strict):
         return self
 
 
-PlotName = Literal[
-    "optimization_history", "param_importances", "parallel_coordinate", "slice", "contour"
-]
-
-
 class VisualizeParams(_Strict):
-    plots: list[PlotName] = Field(
+    plots: list[str] = Field(
         default_factory=lambda: [
             "optimization_history",
             "param_importances",
@@ -223,9 +222,16 @@ class VisualizeParams(_Strict):
     )
     dpi: int = Field(100, ge=30, le=600)
 
+    @field_validator("plots")
+    @classmethod
+    def _known_plots(cls, names: list[str]) -> list[str]:
+        PLOTS.check(names)
+        return names
+
 
 class EvaluateParams(_Strict):
-    """How train_best reports test results: bootstrap intervals and the backtest."""
+    """How the visualize stage turns train_best's test predictions into intervals and a
+    backtest (it never retrains)."""
 
     bootstrap_samples: int = Field(1000, ge=100)
     bootstrap_block_days: int = Field(20, ge=1)  # consecutive test dates per resampled block

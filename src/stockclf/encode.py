@@ -5,10 +5,11 @@ window length ``L``.  Storing the images instead would grow with ``L**2`` per en
 them here, inside the model, keeps the data small and runs the encoding on the training device
 (GPU) batch by batch.  :class:`ImageEncoder` has no learnable parameters.
 
-Three encodings are available (:data:`ENCODINGS`), following the conventions of ``pyts``
-(``pyts.image.GramianAngularField`` and ``pyts.image.MarkovTransitionField``), after
-Z. Wang and T. Oates, "Encoding Time Series as Images for Visual Inspection and Classification
-Using Tiled Convolutional Neural Networks", AAAI Workshop 2015:
+Three encodings are available (:data:`stockclf.registry.ENCODINGS`), following the
+conventions of ``pyts`` (``pyts.image.GramianAngularField`` and
+``pyts.image.MarkovTransitionField``), after Z. Wang and T. Oates, "Encoding Time Series
+as Images for Visual Inspection and Classification Using Tiled Convolutional Neural
+Networks", AAAI Workshop 2015:
 
 ``gasf``
     Gramian angular summation field, ``cos(phi_i + phi_j)``.
@@ -32,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ENCODINGS: tuple[str, ...] = ("gasf", "gadf", "mtf")
+from stockclf.registry import ENCODINGS
 
 
 def paa(x: Tensor, size: int) -> Tensor:
@@ -174,6 +175,35 @@ def mtf(x: Tensor, n_bins: int, size: int) -> Tensor:
     return image
 
 
+def _gaf_angles(series: Tensor, size: int, shared: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """``cos`` and ``sin`` of the polar angles of ``series`` resampled to ``size`` points,
+    computed once per batch and shared by GASF and GADF."""
+    if "cos" not in shared:
+        # GAF is shift-invariant; starting from the minimum makes the PAA average small
+        # numbers (exact differences for prices), which keeps float32 rounding far below
+        # the range of the window.
+        shifted = series - series.amin(dim=-1, keepdim=True)
+        shared["cos"], shared["sin"] = polar_angles(resample(shifted, size))
+    return shared["cos"], shared["sin"]
+
+
+# The image makers of the encodings (registered in stockclf.registry.ENCODINGS):
+# (series N x L, size, mtf_bins, shared) -> N x S x S. ``shared`` holds what several
+# encodings of one batch compute alike (the GAF angles).
+
+
+def gasf_image(series: Tensor, size: int, bins: int, shared: dict[str, Tensor]) -> Tensor:
+    return gasf(*_gaf_angles(series, size, shared))
+
+
+def gadf_image(series: Tensor, size: int, bins: int, shared: dict[str, Tensor]) -> Tensor:
+    return gadf(*_gaf_angles(series, size, shared))
+
+
+def mtf_image(series: Tensor, size: int, bins: int, shared: dict[str, Tensor]) -> Tensor:
+    return mtf(series, bins, size)
+
+
 class ImageEncoder(nn.Module):
     """Encode ``B x C x L`` windows as ``B x (C * len(encodings)) x S x S`` images.
 
@@ -189,7 +219,7 @@ class ImageEncoder(nn.Module):
     float32 even inside a mixed-precision training step.
 
     Args:
-        encodings: names from :data:`ENCODINGS`, each at most once.
+        encodings: names from :data:`stockclf.registry.ENCODINGS`, each at most once.
         image_size: side ``S`` of the output images, at least 2; larger than the window
             length ``L``, the series is upsampled (:func:`resample`).
         mtf_bins: number of quantile bins of the Markov transition field, at least 2.
@@ -205,17 +235,13 @@ class ImageEncoder(nn.Module):
         names = tuple(encodings)
         if not names:
             raise ValueError(f"encodings is empty; choose from {list(ENCODINGS)}")
-        for name in names:
-            if name not in ENCODINGS:
-                raise ValueError(f"unknown encoding {name!r}; valid encodings: {list(ENCODINGS)}")
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"encodings repeated: {duplicates}")
+        ENCODINGS.check(names)
         if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 2:
             raise ValueError(f"image_size must be an integer >= 2, got {image_size!r}")
         if isinstance(mtf_bins, bool) or not isinstance(mtf_bins, int) or mtf_bins < 2:
             raise ValueError(f"mtf_bins must be an integer >= 2, got {mtf_bins!r}")
         self.encodings: tuple[str, ...] = names
+        self._makers = [ENCODINGS.get(name) for name in names]
         self.image_size = image_size
         self.mtf_bins = mtf_bins
 
@@ -242,18 +268,9 @@ class ImageEncoder(nn.Module):
         size = self.image_size
         with torch.autocast(device_type=x.device.type, enabled=False):
             series = x.float().reshape(batch * channels, length)
-            angles: tuple[Tensor, Tensor] | None = None  # shared by GASF and GADF
-            images: list[Tensor] = []
-            for name in self.encodings:
-                if name == "mtf":
-                    image = mtf(series, self.mtf_bins, size)
-                else:
-                    if angles is None:
-                        # GAF is shift-invariant; starting from the minimum makes the PAA
-                        # average small numbers (exact differences for prices), which keeps
-                        # float32 rounding far below the range of the window.
-                        shifted = series - series.amin(dim=-1, keepdim=True)
-                        angles = polar_angles(resample(shifted, size))
-                    image = gasf(*angles) if name == "gasf" else gadf(*angles)
-                images.append(image.reshape(batch, channels, size, size))
+            shared: dict[str, Tensor] = {}
+            images = [
+                make(series, size, self.mtf_bins, shared).reshape(batch, channels, size, size)
+                for make in self._makers
+            ]
             return torch.cat(images, dim=1)

@@ -11,11 +11,12 @@ channels that would not need a previous day) and windows start at day 1.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from stockclf.data.loading import OHLCV, DataError
+from stockclf.registry import FEATURES
 
 
 def log_returns(close: np.ndarray) -> np.ndarray:
@@ -26,15 +27,15 @@ def log_returns(close: np.ndarray) -> np.ndarray:
     return out
 
 
-def _log_return(s: OHLCV) -> np.ndarray:
+def log_return(s: OHLCV) -> np.ndarray:
     return log_returns(s.close)
 
 
-def _hl_range(s: OHLCV) -> np.ndarray:
+def hl_range(s: OHLCV) -> np.ndarray:
     return np.log(s.high / s.low)
 
 
-def _volume_change(s: OHLCV) -> np.ndarray:
+def volume_change(s: OHLCV) -> np.ndarray:
     if (s.volume <= 0).all():
         raise DataError(
             f"{s.path}: column 'Volume' is zero on every row, so the volume_change "
@@ -45,17 +46,8 @@ def _volume_change(s: OHLCV) -> np.ndarray:
     return out
 
 
-def _close_open(s: OHLCV) -> np.ndarray:
+def close_open(s: OHLCV) -> np.ndarray:
     return np.log(s.close / s.open)
-
-
-#: Feature name (as in ``params.yaml`` ``data.features``) -> daily values.
-FEATURES: dict[str, Callable[[OHLCV], np.ndarray]] = {
-    "log_return": _log_return,
-    "hl_range": _hl_range,
-    "volume_change": _volume_change,
-    "close_open": _close_open,
-}
 
 
 def compute_features(series: OHLCV, names: Sequence[str]) -> np.ndarray:
@@ -64,11 +56,12 @@ def compute_features(series: OHLCV, names: Sequence[str]) -> np.ndarray:
     Column 0 is NaN (no previous day). Computed in float64; the caller stores
     float32 once the windows are cut, so rounding happens once.
     """
-    unknown = [n for n in names if n not in FEATURES]
-    if unknown:
-        raise DataError(f"unknown feature(s) {unknown}; known: {sorted(FEATURES)}")
+    try:
+        makers = [FEATURES.get(name) for name in names]
+    except ValueError as err:
+        raise DataError(str(err)) from None
     out = np.empty((len(names), len(series)), dtype=np.float64)
-    for c, name in enumerate(names):
-        out[c] = FEATURES[name](series)
+    for c, make in enumerate(makers):
+        out[c] = make(series)
     out[:, 0] = np.nan
     return out

@@ -16,20 +16,16 @@ inputs (500 symbols x 5,000 days):
 
 Memory then grows with the rows times channels (4 bytes each) plus about 40 bytes per
 sample, not with rows times window length. Every file is validated before anything is
-written, and all output goes to a temporary directory that :func:`store.atomic_directory`
+written, and all output goes to a temporary directory that :func:`stockclf.files.atomic_directory`
 swaps in only when complete, so a failure at any point leaves the previous output
 untouched and no partial directory behind. The summary JSON (a DVC metrics file) is
 written after the directory is swapped in.
 """
 
-# Over 300 lines: the CSV and .npz paths of the prepare stage and its summary share this
-# module; they split along those lines when the stage gets its one home (issue 11).
-
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +36,15 @@ from stockclf.data import store
 from stockclf.data.features import compute_features
 from stockclf.data.labels import CLASSES, classify, forward_log_return, z_scores
 from stockclf.data.loading import OHLCV, DataError, check_length, list_csv_files, load_csv
-from stockclf.data.npz import LabelledArrays, load_npz
+from stockclf.data.npz import load_npz
+from stockclf.data.prepare_npz import prepare_npz
+from stockclf.data.splits import CHUNK_BYTES, SplitIndex, summarize
 from stockclf.data.store import SPLITS
 from stockclf.data.windows import candidate_days, cut_windows, split_days
+from stockclf.files import atomic_directory
 
-#: Windows are cut and written in chunks of about this many bytes.
-CHUNK_BYTES = 32 * 1024 * 1024
 #: ``data.source`` value that means the bundled sample directory.
 SAMPLE_ALIAS = "sample"
-#: First "date" of the rows of an ``.npz`` source: row i is dated ``NPZ_EPOCH + i`` days.
-NPZ_EPOCH = np.datetime64("1970-01-01", "D")
 
 
 def resolve_source(source: str, sample_dir: Path) -> Path:
@@ -75,35 +70,6 @@ def split_description(params: DataParams, split: str) -> str:
     }[split]
 
 
-@dataclass(frozen=True)
-class SplitIndex:
-    """Everything about a split's samples except their windows (small per-sample arrays).
-
-    ``days`` indexes each sample's own symbol calendar: the window is cut from the
-    features of days ``days - L + 1 .. days`` of symbol ``symbols``.
-    """
-
-    symbols: np.ndarray  # int32
-    days: np.ndarray  # int64, decision day index in the symbol's calendar
-    y: np.ndarray  # int64
-    dates: np.ndarray  # datetime64[D], decision date
-    forward_return: np.ndarray  # float64
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    @staticmethod
-    def concatenate(parts: Sequence[SplitIndex]) -> SplitIndex:
-        """All parts, ordered by (date, symbol): chronological, ties in symbol order."""
-        joined = SplitIndex(
-            symbols=np.concatenate([p.symbols for p in parts]).astype(np.int32),
-            days=np.concatenate([p.days for p in parts]).astype(np.int64),
-            y=np.concatenate([p.y for p in parts]).astype(np.int64),
-            dates=np.concatenate([p.dates for p in parts]).astype("datetime64[D]"),
-            forward_return=np.concatenate([p.forward_return for p in parts]).astype(np.float64),
-        )
-        order = np.lexsort((joined.symbols, joined.dates))
-        return SplitIndex(*(getattr(joined, f.name)[order] for f in fields(SplitIndex)))
 
 
 @dataclass(frozen=True)
@@ -199,46 +165,17 @@ def _csv_splits(
     return names, per_symbol, splits
 
 
-def _npz_splits(source: LabelledArrays, params: DataParams) -> dict[str, np.ndarray]:
-    """Row indices per split: from the ``split`` array, else by position (first rows train).
-
-    Without a ``split`` array the rows are taken in file order: the last ``test_fraction``
-    of them are test, the ``val_fraction`` before those val, the rest train. No rows are
-    purged: rows of a generic data set are assumed to be independent samples; if they are
-    overlapping windows of one series, provide a ``split`` array with gaps instead.
-    """
-    n = len(source)
-    if source.split is not None:
-        ids = source.split
-        how = "its 'split' array"
-    else:
-        n_test = round(n * params.test_fraction)
-        n_val = round(n * params.val_fraction)
-        ids = np.zeros(n, dtype=np.int64)
-        ids[n - n_test - n_val :] = 1
-        ids[n - n_test :] = 2
-        how = (
-            f"data.val_fraction = {params.val_fraction} and data.test_fraction = "
-            f"{params.test_fraction} of {n} rows (no 'split' array)"
-        )
-    out: dict[str, np.ndarray] = {}
-    for i, name in enumerate(SPLITS):
-        rows = np.flatnonzero(ids == i)
-        if rows.size == 0:
-            raise DataError(f"{source.path}: split {name!r} has no samples with {how}")
-        out[name] = rows
-    return out
 
 
 def prepare(params: DataParams, out_dir: Path, sample_dir: Path) -> dict[str, Any]:
     """Run the stage: validate everything, then write ``out_dir`` atomically.
 
-    Returns the summary dict; writing it is :func:`write_summary`'s job so that the
-    caller decides where the metrics file goes.
+    Returns the summary dict; the stage (:mod:`stockclf.pipeline.prepare`) writes it,
+    after the directory is in place.
     """
     source = resolve_source(params.source, sample_dir)
     if source.suffix.lower() == ".npz":
-        return _prepare_npz(load_npz(source), params, out_dir)
+        return prepare_npz(load_npz(source), params, out_dir)
     if source.is_file():
         raise DataError(
             f"{source}: data.source names a file; expected a directory of CSV files "
@@ -254,7 +191,7 @@ def prepare(params: DataParams, out_dir: Path, sample_dir: Path) -> dict[str, An
         "horizon": params.horizon,
         "n_channels": n_channels,
     }
-    with store.atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir) as tmp:
         for name in SPLITS:
             index = splits[name]
             store.save_split_streamed(
@@ -271,74 +208,7 @@ def prepare(params: DataParams, out_dir: Path, sample_dir: Path) -> dict[str, An
     return summarize(splits, len(names), CLASSES)
 
 
-def _prepare_npz(source: LabelledArrays, params: DataParams, out_dir: Path) -> dict[str, Any]:
-    """Write an ``.npz`` source in the store layout (one symbol: the file's stem).
-
-    Rows have no dates: row ``i`` is dated :data:`NPZ_EPOCH` + ``i`` days, which keeps
-    the file order and lets date-based readers work. ``forward_return`` is NaN.
-    """
-    rows = _npz_splits(source, params)
-    _, n_channels, length = source.X.shape
-    chunk = max(1, CHUNK_BYTES // (n_channels * length * 4))
-    splits: dict[str, SplitIndex] = {}
-    with store.atomic_directory(out_dir) as tmp:
-        for name in SPLITS:
-            idx = rows[name]
-            splits[name] = SplitIndex(
-                symbols=np.zeros(len(idx), dtype=np.int32),
-                days=idx.astype(np.int64),
-                y=source.y[idx],
-                dates=NPZ_EPOCH + idx.astype("timedelta64[D]"),
-                forward_return=np.full(len(idx), np.nan),
-            )
-            store.save_split_streamed(
-                tmp,
-                name,
-                (len(idx), n_channels, length),
-                (source.X[idx[i : i + chunk]] for i in range(0, len(idx), chunk)),
-                y=splits[name].y,
-                dates=splits[name].dates,
-                symbols=splits[name].symbols,
-                forward_return=splits[name].forward_return,
-            )
-        store.save_meta(
-            tmp,
-            {
-                "symbols": [source.path.stem],
-                "features": [f"channel_{c}" for c in range(n_channels)],
-                "classes": source.classes,
-                "window": length,
-                "horizon": None,
-                "n_channels": n_channels,
-            },
-        )
-    return summarize(splits, 1, source.classes)
 
 
-def summarize(
-    splits: dict[str, SplitIndex] | dict[str, store.SplitData],
-    n_symbols: int,
-    classes: Sequence[str] = CLASSES,
-) -> dict[str, Any]:
-    """Counts, date range and class balance per split (the DVC metrics file)."""
-    summary: dict[str, Any] = {}
-    for name in SPLITS:
-        data = splits[name]
-        n = len(data)
-        counts = np.bincount(np.asarray(data.y), minlength=len(classes))
-        entry: dict[str, Any] = {
-            "n": int(n),
-            "first_date": str(data.dates.min()) if n else None,
-            "last_date": str(data.dates.max()) if n else None,
-        }
-        for cls, count in zip(classes, counts, strict=True):
-            entry[f"frac_{cls}"] = round(float(count) / n, 6) if n else 0.0
-        summary[name] = entry
-    summary["n_symbols"] = int(n_symbols)
-    return summary
 
 
-def write_summary(summary: dict[str, Any], path: Path) -> None:
-    """Write the summary JSON atomically (a reader never sees half a metrics file)."""
-    with store.atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

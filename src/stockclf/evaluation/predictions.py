@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stockclf.data.store import SplitData, atomic_file
+from stockclf.data.store import SplitData
 from stockclf.errors import StockclfError
+from stockclf.files import atomic_file
 
 #: The predictors train_best scores, the model first (the bootstrap's reference).
 PREDICTORS = ("model", "majority", "stratified", "logreg", "minirocket")

@@ -83,11 +83,3 @@ def validation_summary(
     return summary
 
 
-def confusion_rows(
-    y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]
-) -> list[dict[str, str]]:
-    """One row per sample, the shape DVC's ``confusion`` plot template reads."""
-    names = np.asarray(classes)
-    return [
-        {"actual": a, "predicted": p} for a, p in zip(names[y_true], names[y_pred], strict=True)
-    ]

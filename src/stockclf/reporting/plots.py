@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -24,15 +25,38 @@ import optuna
 from matplotlib.ticker import NullFormatter
 from optuna.visualization import matplotlib as ovm
 
+from stockclf.registry import PLOTS
 from stockclf.reporting.study_report import importance_evaluator
 
-PLOT_TITLES = {
-    "optimization_history": "Optimization history",
-    "param_importances": "Hyperparameter importances",
-    "parallel_coordinate": "Parallel coordinates",
-    "slice": "Slice plot",
-    "contour": "Contour of the two most important parameters",
-}
+
+@dataclass(frozen=True)
+class PlotKind:
+    """One plot ``visualize.plots`` may name: its title and how Optuna draws it."""
+
+    title: str
+    draw: Callable[[optuna.Study, str], object]  # (study, metric name) -> axes
+
+
+# The plots registered in stockclf.registry.PLOTS (visualize.plots names them).
+OPTIMIZATION_HISTORY = PlotKind(
+    "Optimization history",
+    lambda study, target: ovm.plot_optimization_history(study, target_name=target),
+)
+PARAM_IMPORTANCES = PlotKind(
+    "Hyperparameter importances",
+    lambda study, target: ovm.plot_param_importances(
+        study, evaluator=importance_evaluator(), target_name=target
+    ),
+)
+PARALLEL_COORDINATE = PlotKind(
+    "Parallel coordinates",
+    lambda study, target: ovm.plot_parallel_coordinate(study, target_name=target),
+)
+SLICE = PlotKind("Slice plot", lambda study, target: ovm.plot_slice(study, target_name=target))
+CONTOUR = PlotKind(
+    "Contour of the two most important parameters",
+    lambda study, target: ovm.plot_contour(study, params=top_params(study), target_name=target),
+)
 #: Titles Optuna puts on its own axes; replaced by one figure title.
 OPTUNA_TITLES = {
     "Optimization History Plot",
@@ -86,22 +110,12 @@ def _title(name: str, study: optuna.Study) -> str:
         "param_importances": f"; importance for {_metric(study)} by fANOVA (seed 0)",
         "contour": f"; {_metric(study)} over the two most important parameters",
     }
-    base = PLOT_TITLES[name] if name != "contour" else "Contour plot"
+    base = PLOTS.get(name).title if name != "contour" else "Contour plot"
     return f"{base}: {study.study_name}\n{counts}{extra.get(name, '')}"
 
 
 def _draw(name: str, study: optuna.Study) -> object:
-    target = _metric(study)
-    makers: dict[str, Callable[[], object]] = {
-        "optimization_history": lambda: ovm.plot_optimization_history(study, target_name=target),
-        "param_importances": lambda: ovm.plot_param_importances(
-            study, evaluator=importance_evaluator(), target_name=target
-        ),
-        "parallel_coordinate": lambda: ovm.plot_parallel_coordinate(study, target_name=target),
-        "slice": lambda: ovm.plot_slice(study, target_name=target),
-        "contour": lambda: ovm.plot_contour(study, params=top_params(study), target_name=target),
-    }
-    return makers[name]()
+    return PLOTS.get(name).draw(study, _metric(study))
 
 
 def _figure_of(axes: object) -> plt.Figure:
@@ -123,7 +137,7 @@ def _tidy(fig: plt.Figure) -> None:
 def placeholder(name: str, reason: str, title: str | None = None) -> plt.Figure:
     """A figure that says why the plot is missing (a young or failed study)."""
     fig, ax = plt.subplots(figsize=FIGSIZE)
-    ax.set_title(title or PLOT_TITLES[name])
+    ax.set_title(title or PLOTS.get(name).title)
     ax.text(
         0.5,
         0.5,

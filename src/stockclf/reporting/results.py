@@ -22,10 +22,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from stockclf.config import EvaluateParams, Params
-from stockclf.data.store import atomic_file
 from stockclf.evaluation.backtest import run_backtest
 from stockclf.evaluation.bootstrap import bootstrap_macro_f1
 from stockclf.evaluation.predictions import PredictionTable, read_predictions
+from stockclf.files import atomic_file
 
 #: Baselines whose predictions are backtested like the model's.
 BACKTESTED = ("minirocket",)

@@ -41,13 +41,14 @@ def plot_training_curves(live_dir: Path, out: Path, dpi: int) -> None:
     plt.close(fig)
 
 
-def plot_confusion(confusion_csv: Path, classes: list[str], out: Path, dpi: int) -> None:
-    """Test confusion matrix with counts, rows = actual, columns = predicted."""
+def plot_confusion(predictions_csv: Path, classes: list[str], out: Path, dpi: int) -> None:
+    """Test confusion matrix of the model with counts, rows = actual, columns = predicted,
+    from train_best's predictions (columns ``actual`` and ``model``)."""
     index = {c: i for i, c in enumerate(classes)}
     counts = np.zeros((len(classes), len(classes)), dtype=int)
-    with confusion_csv.open(newline="") as fh:
+    with predictions_csv.open(newline="") as fh:
         for row in csv.DictReader(fh):
-            counts[index[row["actual"]], index[row["predicted"]]] += 1
+            counts[index[row["actual"]], index[row["model"]]] += 1
     fig, ax = plt.subplots(figsize=(5, 4.5))
     ax.imshow(counts, cmap="Blues")
     for i in range(len(classes)):

@@ -28,7 +28,7 @@ import optuna
 from stockclf.config import Params
 from stockclf.tuning.checkpoints import checkpoint_dir, trial_dir
 from stockclf.tuning.signals import StopSignals, TuneInterrupted
-from stockclf.tuning.study import suggest
+from stockclf.tuning.space import suggest
 
 #: ``train_fn(params, prepared_dir, trial, live_dir, checkpoint_dir) -> value``: trains one
 #: trial, reports per-epoch values to ``trial`` for pruning, returns the trial's value.

@@ -10,26 +10,19 @@ Optuna does catch: it marks the trial FAIL and re-raises, and the stage exits wi
 from __future__ import annotations
 
 import signal
-import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
+from stockclf.errors import Interrupted
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class TuneInterrupted(KeyboardInterrupt):
+class TuneInterrupted(Interrupted):
     """Tuning stopped by a signal; the interrupted trial is recorded as failed."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
 
 
 class StopSignals:
@@ -82,17 +75,3 @@ class StopSignals:
         """Raise :class:`TuneInterrupted` if a signal arrived."""
         if self.signum is not None:
             raise TuneInterrupted(self.signum)
-
-
-def interruptible(main: Callable[[], object]) -> None:
-    """Run ``main``; when a signal stopped tuning, say so and exit with 128 + its number
-    (130 for SIGINT, 143 for SIGTERM), without a traceback."""
-    try:
-        main()
-    except TuneInterrupted as err:
-        print(
-            f"error: {err}: the running trial is recorded as failed and queued again; "
-            "rerun to continue",
-            file=sys.stderr,
-        )
-        sys.exit(err.exit_code)

@@ -20,7 +20,7 @@ from pathlib import Path
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
 
-from stockclf.tuning.study import has_study
+from stockclf.tuning.storage import has_study
 
 #: Trials that were not finished when the snapshot was taken cannot be resumed from it.
 UNFINISHED_REASON = "still running when the snapshot this study was restored from was taken"

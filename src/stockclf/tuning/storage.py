@@ -1,15 +1,15 @@
-"""Study storage URLs -> Optuna storage objects, for SQLite, journal files and PostgreSQL.
+"""Optuna storages for the three URL kinds of :mod:`stockclf.storage_url`, two ways.
 
-Optuna takes SQLAlchemy URLs (``sqlite:///...``, ``postgresql://...``) directly, but has no
-URL for its journal file storage. Here ``journal:///path/to/study.log`` names one, with the
-same rule for relative and absolute paths as SQLite (three slashes + a relative path, four
-for an absolute one), so every command takes one ``--storage URL`` whatever the backend.
+- :func:`open_tuning_storage` is what the tune stage and its workers write to, shared by
+  several processes (busy timeouts, heartbeats, the retry of stale trials).
+- :func:`open_reading_storage` and :func:`load_study_for_reading` are for everything that
+  only reads a study (visualize, ``stockclf study show``). A file storage that is not there
+  is an error naming what is there: connecting to a missing SQLite path would silently
+  create an empty database, which ``dvc pull`` then refuses to overwrite (checked with
+  dvc 3.67.1).
 
-For reading (``create=False``) a file storage that is not there is an error naming what is
-there: connecting to a missing SQLite path would silently create an empty database, which
-``dvc pull`` then refuses to overwrite (checked with dvc 3.67.1). A PostgreSQL password
-belongs in the ``PGPASSWORD`` environment variable (read by libpq), never in the URL in
-params.yaml.
+A PostgreSQL password belongs in the ``PGPASSWORD`` environment variable (read by libpq),
+never in the URL in params.yaml.
 """
 
 from __future__ import annotations
@@ -19,43 +19,23 @@ import shutil
 import sys
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
-from sqlalchemy.engine import make_url
 
+from stockclf.config import TuneParams
 from stockclf.errors import StockclfError
+from stockclf.storage_url import StorageURL, parse_storage_url, redact
+from stockclf.tuning.trials import RetryTrial
 
-SQLITE = "sqlite:///"
-JOURNAL = "journal:///"
-RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")
 #: File names that look like a study storage, listed when the asked-for one is missing.
 STORAGE_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".log", ".journal")
 
 
 class StorageError(StockclfError, RuntimeError):
     """A storage URL that cannot be opened; the message says what exists instead."""
-
-
-def storage_file(url: str) -> Path | None:
-    """The file behind a ``sqlite:///`` or ``journal:///`` URL, or None for a server URL."""
-    for prefix in (SQLITE, JOURNAL):
-        if url.startswith(prefix):
-            return Path(url[len(prefix) :])
-    return None
-
-
-def redact(url: str) -> str:
-    """The URL with any password replaced by ``***``, for messages and logs."""
-    if storage_file(url) is not None or "://" not in url:
-        return url
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL: say nothing about its parts
-        return url.split("://", 1)[0] + "://***"
 
 
 def _what_exists(path: Path) -> str:
@@ -67,37 +47,45 @@ def _what_exists(path: Path) -> str:
     return f"{folder}/ holds {found}" if found else f"{folder}/ holds no study storage files"
 
 
-def open_storage(url: str, create: bool = False) -> BaseStorage:
-    """An Optuna storage for ``url``: ``sqlite:///``, ``journal:///`` or a server URL.
+def _parse(url: str) -> StorageURL:
+    try:
+        return parse_storage_url(url)
+    except ValueError as err:
+        raise StorageError(str(err)) from None
 
-    With ``create=False`` (reading) a missing SQLite or journal file is a
+
+def open_reading_storage(url: str) -> BaseStorage:
+    """An existing storage, to read: a missing SQLite or journal file is a
     :class:`StorageError` that lists the storage files that do exist; an unreachable
-    server is one too, with the password redacted.
-    """
-    path = storage_file(url)
-    if path is not None and not create and not path.is_file():
+    server is one too, with the password redacted."""
+    parsed = _parse(url)
+    if parsed.path is not None and not parsed.path.is_file():
         raise StorageError(
-            f"{url}: study storage not found ({_what_exists(path)}); run the tune stage "
+            f"{url}: study storage not found ({_what_exists(parsed.path)}); run the tune stage "
             "(`dvc repro tune`) or fetch it (`dvc pull tune`)"
         )
-    if path is not None and create:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    if url.startswith(JOURNAL):
-        return JournalStorage(JournalFileBackend(str(path)))
-    scheme = url.split("://", 1)[0].split("+", 1)[0] if "://" in url else ""
-    if scheme not in RDB_SCHEMES:
-        raise StorageError(
-            f"{redact(url)}: unknown storage URL; use sqlite:///path/study.db, "
-            "journal:///path/study.log or postgresql://user@host/database"
-        )
+    if parsed.kind == "journal":
+        return JournalStorage(JournalFileBackend(str(parsed.path)))
     try:
-        return RDBStorage(url)
+        return RDBStorage(_with_driver(url))
     except Exception as err:  # sqlalchemy's OperationalError, a missing driver, ...
         raise StorageError(f"{redact(url)}: cannot open the study storage: {err}") from err
 
 
+def _with_driver(url: str) -> str:
+    """Name the installed PostgreSQL driver (psycopg 3): SQLAlchemy < 2.1 picks psycopg2."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
 def study_names(storage: BaseStorage) -> list[str]:
     return [s.study_name for s in storage.get_all_studies()]
+
+
+def has_study(storage: BaseStorage, name: str) -> bool:
+    return name in study_names(storage)
 
 
 def load_study_for_reading(url: str, name: str | None) -> optuna.Study:
@@ -106,7 +94,7 @@ def load_study_for_reading(url: str, name: str | None) -> optuna.Study:
     ``name=None`` picks the only study in the storage, and is an error when it holds
     several (their names are listed).
     """
-    storage = open_storage(url)
+    storage = open_reading_storage(url)
     names = study_names(storage)
     shown = redact(url)
     if not names:
@@ -129,51 +117,40 @@ def load_study_for_reading(url: str, name: str | None) -> optuna.Study:
 SQLITE_BUSY_TIMEOUT_S = 60
 
 
-def open_tuning_storage(
-    url: str,
-    heartbeat_interval: int | None = None,
-    grace_period: int | None = None,
-    stale_callback: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
-) -> BaseStorage:
+def open_tuning_storage(url: str, tune: TuneParams | None = None) -> BaseStorage:
     """The storage the tune stage and its workers write to, shared by several processes.
 
-    SQLite gets a long busy timeout (above); SQLite and PostgreSQL get Optuna's heartbeats, so
-    a trial whose worker died is failed after ``grace_period`` and ``stale_callback`` (a
-    retry) runs. A journal file has no heartbeats (the tuning workers sweep its stale trials
-    themselves) and its half-written last line, if any, is repaired first.
+    SQLite gets a long busy timeout (above). With ``tune``, SQLite and PostgreSQL get
+    Optuna's heartbeats, so a trial whose worker died is failed after ``tune.grace_period``
+    and queued again (:class:`RetryTrial`, up to ``tune.max_retry`` times); without it the
+    storage is plain (for tests and tools that only look). A journal file has no heartbeats
+    (the tuning workers sweep its stale trials themselves) and its half-written last line,
+    if any, is repaired first.
     """
-    path = storage_file(url)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    if url.startswith(JOURNAL):
-        repair_journal(path)
-        return JournalStorage(JournalFileBackend(str(path)))
-    scheme = url.split("://", 1)[0].split("+", 1)[0] if "://" in url else ""
-    if scheme not in ("sqlite", "postgresql"):
-        raise StorageError(
-            f"{redact(url)}: the tuning engine writes to sqlite:///FILE, journal:///FILE "
-            "or postgresql://USER@HOST/DB only"
-        )
+    parsed = _parse(url)
+    if parsed.path is not None:
+        parsed.path.parent.mkdir(parents=True, exist_ok=True)
+    if parsed.kind == "journal":
+        repair_journal(parsed.path)
+        return JournalStorage(JournalFileBackend(str(parsed.path)))
     engine_kwargs: dict = (
         {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
-        if scheme == "sqlite"
+        if parsed.kind == "sqlite"
         else {"pool_pre_ping": True}  # a server restart must not kill a long-running worker
     )
-    if url.startswith("postgresql://"):
-        # the installed driver (psycopg 3), named: SQLAlchemy < 2.1 would pick psycopg2
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    heartbeats: dict = {}
+    if tune is not None:
+        heartbeats = {
+            "heartbeat_interval": tune.heartbeat_interval,
+            "grace_period": tune.grace_period,
+            "heartbeat_stale_trial_callback": RetryTrial(tune.max_retry),
+        }
     attempts = 6
     for attempt in range(attempts):
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(
-                    url,
-                    engine_kwargs=engine_kwargs,
-                    heartbeat_interval=heartbeat_interval,
-                    grace_period=grace_period,
-                    heartbeat_stale_trial_callback=stale_callback,
-                )
+                return RDBStorage(_with_driver(url), engine_kwargs=engine_kwargs, **heartbeats)
         except Exception as err:  # sqlalchemy's OperationalError, a missing driver, ...
             # Workers creating the tables of a new database at once (Optuna checks, then
             # creates): the loser gets "table ... already exists" or a duplicate version row.
@@ -237,6 +214,3 @@ def _last_newline(fh, end: int, chunk: int = 1 << 16) -> int:
     return -1
 
 
-def same_file(a: str | Path, b: str | Path) -> bool:
-    """Whether two paths name one file (relative paths resolved against the cwd)."""
-    return Path(a).resolve() == Path(b).resolve()

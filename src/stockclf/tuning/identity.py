@@ -1,0 +1,67 @@
+"""Which study a set of params belongs to: the search space, the untuned params, the
+tuning budget and the data version, hashed into the study name. Changing any of them
+starts a fresh study; changing ``n_trials``, the sampler or the workers continues it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from stockclf.config import Params
+from stockclf.errors import StudyError
+
+
+def data_fingerprint(prepared_dir: str | Path) -> str:
+    """Hash of every prepared array and the meta file: the data version a study belongs to."""
+    digest = hashlib.sha256()
+    root = Path(prepared_dir)
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    if not files:
+        raise StudyError(f"{root}: no prepared data; run the prepare stage (dvc repro prepare)")
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode())
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def study_identity(params: Params, fingerprint: str) -> dict[str, Any]:
+    """Everything that makes two trials comparable: the search space, the training params
+    it does not tune, the tuning budget and metric, and the data version.
+
+    ``n_trials``, ``timeout``, ``n_jobs``, the sampler and the pruner are left out on
+    purpose: changing them continues the same study.
+    """
+    tuned = set(params.tune.parameter_ranges)
+    model = {k: v for k, v in params.model.model_dump().items() if k not in tuned}
+    train = {
+        k: v
+        for k, v in params.train.model_dump().items()
+        if k not in tuned and k not in ("max_epochs", "accelerator", "devices")
+    }
+    return {
+        "search_space": {
+            k: v.model_dump() for k, v in sorted(params.tune.parameter_ranges.items())
+        },
+        "model": model,
+        "train": train,
+        "seed": params.seed,
+        "tuning_max_epochs": params.tune.tuning_max_epochs,
+        "metric": params.tune.metric,
+        "direction": params.tune.direction,
+        "data": fingerprint,
+    }
+
+
+def study_name(identity: dict[str, Any]) -> str:
+    blob = json.dumps(identity, sort_keys=True, default=str).encode()
+    return f"stockclf-{hashlib.sha256(blob).hexdigest()[:12]}"
+
+
+def identify(params: Params, prepared_dir: Path) -> tuple[dict[str, Any], str]:
+    """The study identity of ``params`` on the prepared data, and the name it hashes to."""
+    identity = study_identity(params, data_fingerprint(prepared_dir))
+    return identity, study_name(identity)
