@@ -41,7 +41,7 @@ from stockclf.config import ParamsError
 DEFAULT_OUT = REPO / "benchmarks" / "ACCURACY.md"
 DEFAULT_JSON = REPO / "benchmarks" / "accuracy.json"
 DEFAULT_SEEDS = (0, 1, 2)
-#: The smoke mode: one short set, one seed, the suite's tiny sizes (``SMOKE_UPDATES``).
+#: The smoke mode: one short set, one seed, the one shrunk config (``configs/tiny.yaml``).
 SMOKE_SETS = ("ItalyPowerDemand",)
 SMOKE_SEEDS = (0,)
 

@@ -28,7 +28,8 @@ import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-#: Peak RSS the issue allows for 500 symbols x 5,000 days.
+#: Prepare's memory requirement: at most this peak RSS for 500 symbols x 5,000 days, so that
+#: a universe of that size prepares on an ordinary machine; the run says whether it held.
 RSS_LIMIT_MIB = 4096
 
 CHILD = """

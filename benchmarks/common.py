@@ -27,10 +27,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 @dataclass
 class Row:
-    """One measured row of ``RESULTS.md``."""
+    """One row of ``RESULTS.md`` as text: what :func:`benchmarks.report.describe` makes of a
+    row function's measurements, and what the suite writes (a failed row is one too)."""
 
     number: int
-    measure: str  # what is compared, as in the issue's table
+    measure: str  # what is compared: the row's name in the summary table and its heading
     target: str  # e.g. "overhead at most 3%"
     result: str  # the headline figure, e.g. "overhead 1.2%"
     met: bool | None  # None: the row picks something rather than passing a target
@@ -79,27 +80,25 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def fmt_seconds(seconds: float) -> str:
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.0f} us"
-    if seconds < 1:
-        return f"{seconds * 1e3:.1f} ms"
-    return f"{seconds:.2f} s"
+def overlap(a: list[float], b: list[float]) -> bool:
+    """Whether the ranges of two cases' runs overlap: then a few repeats cannot tell
+    them apart, whatever their medians say."""
+    return min(a) <= max(b) and min(b) <= max(a)
 
 
-def figures_line(name: str, values: list[float], unit: Callable[[float], str] = fmt_seconds) -> str:
-    """``name: median 12.3 ms (runs 12.1 ms, 12.3 ms, 13.0 ms)`` for the details."""
-    runs = ", ".join(unit(v) for v in values)
-    return f"- {name}: median {unit(median(values))} (runs: {runs})"
+TINY_CONFIG = REPO / "configs" / "tiny.yaml"
 
 
-#: Sizes that make every row run in seconds: the smoke mode, which a test runs.
-SMOKE_UPDATES: dict[str, Any] = {
-    "data": {"window": 16},
-    "model": {"image_size": 16, "encodings": ["gasf", "gadf", "mtf"]},
-    "train": {"batch_size": 32, "max_train_batches": 3, "max_epochs": 1, "min_steps": 0},
-    "tune": {"n_trials": 2, "tuning_max_epochs": 1, "n_startup_trials": 1},
-}
+@cache
+def _tiny_text() -> str:
+    return TINY_CONFIG.read_text(encoding="utf-8")
+
+
+def tiny_updates() -> dict[str, Any]:
+    """``configs/tiny.yaml``, the one shrunk config (the tests' too), as updates for
+    :func:`~stockclf.config.merge_params`: the sizes of the smoke mode and of row 6's
+    pipeline run. A fresh dict each call, so that a caller may change its copy."""
+    return yaml.safe_load(_tiny_text())
 
 
 def repo_params_dict() -> dict[str, Any]:
@@ -111,7 +110,7 @@ def bench_params(ctx: Context, updates: dict[str, Any] | None = None) -> Params:
     plus ``updates``; the tuning storage is moved into the scratch directory."""
     data = repo_params_dict()
     if ctx.smoke:
-        data = merge_params(data, SMOKE_UPDATES)
+        data = merge_params(data, tiny_updates())
     data = merge_params(data, updates or {})
     data["data"]["source"] = str(REPO / "data" / "sample")
     data["tune"]["storage"] = f"sqlite:///{ctx.workdir / 'tuning' / 'study.db'}"

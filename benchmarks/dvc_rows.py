@@ -4,7 +4,9 @@ Both commands are timed as users run them (a fresh ``dvc`` process each, interpr
 start included) in a throwaway git + DVC copy of this repository after one real, shrunk run
 of the whole pipeline, so every stage has outputs and a ``dvc.lock`` entry. A ``dvc repro``
 that has nothing to do should cost about what ``dvc status`` costs: both hash-check the
-same deps and outs; anything more is what repro adds on top.
+same deps and outs; anything more is what repro adds on top. The row function returns the
+wall seconds of every run and a profile of each command; :mod:`benchmarks.report.dvc`
+words it.
 """
 
 from __future__ import annotations
@@ -15,46 +17,30 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from benchmarks.common import (
-    REPO,
-    Context,
-    Row,
-    figures_line,
-    fmt_seconds,
-    interleaved,
-    median,
-    timed,
-)
+from benchmarks.common import REPO, Context, interleaved, median, timed, tiny_updates
 from stockclf.config import merge_params
 
-MEASURE = "`dvc repro` with nothing to do vs plain `dvc status`"
-TARGET = "at most 1.3x"
 LIMIT = 1.3
 UP_TO_DATE = "Data and pipelines are up to date."
 
-#: The real pipeline, shrunk so that all four stages run in about a minute.
-TINY: dict[str, Any] = {
-    # stride 5: the MiniRocket baseline's ridge fit grows with the square of the train rows
-    "data": {"window": 16, "stride": 5},
-    "model": {"image_size": 16},
-    "train": {"max_epochs": 1, "max_train_batches": 3, "batch_size": 32, "min_steps": 0},
-    "tune": {"n_trials": 2, "tuning_max_epochs": 1, "n_startup_trials": 1},
-    "evaluate": {"bootstrap_samples": 100},
-}
-#: Smoke mode: smaller still (one trial, one batch).
-SMOKE_TINY: dict[str, Any] = {
+#: Smoke mode, on top of ``configs/tiny.yaml``: one trial of one batch, since the row times
+#: DVC's checks and needs only that every stage ran once and left outputs.
+SMOKE_DELTA: dict[str, Any] = {
     "train": {"max_train_batches": 1},
     "tune": {"n_trials": 1, "n_startup_trials": 0},
 }
 
 
-def tiny_updates(ctx: Context) -> dict[str, Any]:
-    return merge_params(TINY, SMOKE_TINY) if ctx.smoke else TINY
+def shrunk_updates(ctx: Context) -> dict[str, Any]:
+    """The params the throwaway pipeline runs with: the one shrunk config, and smaller
+    still in smoke mode."""
+    return merge_params(tiny_updates(), SMOKE_DELTA) if ctx.smoke else tiny_updates()
 
 
 def dvc_env(workdir: Path) -> dict[str, str]:
@@ -167,7 +153,7 @@ def setup(ctx: Context, env: dict[str, str]) -> tuple[Path, list[str]]:
     repo = ctx.workdir / "dvc-row"
     repo.mkdir(parents=True)
     copy_repo(repo, env)
-    shrink_params(repo, tiny_updates(ctx))
+    shrink_params(repo, shrunk_updates(ctx))
     run(dvc("repro"), repo, env)
     commit(repo, env, "pipeline run")
     notes: list[str] = []
@@ -202,11 +188,9 @@ def timed_command(
     return case
 
 
-def profile_split(
-    repo: Path, env: dict[str, str], workdir: Path
-) -> tuple[dict[str, dict[str, float]], list[str]]:
+def profile_split(repo: Path, env: dict[str, str], workdir: Path) -> dict[str, dict[str, float]]:
     """One cProfile run of each command: where repro's extra time goes (cProfile inflates
-    the times; the shares are what matter)."""
+    the times; the shares are what matter). Seconds per part, and the YAML loads."""
     figures: dict[str, dict[str, float]] = {}
     for name in ("repro", "status"):
         dump = workdir / f"dvc-{name}.prof"
@@ -226,23 +210,45 @@ def profile_split(
                 yaml_loads += calls
         parts["dvc.yaml/dvc.lock loads"] = yaml_loads
         figures[name] = parts
-    r, s = figures["repro"], figures["status"]
-    return figures, [
-        "- one cProfile run each (`--cprofile-dump`), profiled seconds:"
-        f" total repro {r['total']:.2f} s vs status {s['total']:.2f} s;"
-        f" importing networkx (repro builds the stage graph, status does not):"
-        f" {r['networkx import']:.2f} s vs {s['networkx import']:.2f} s;"
-        f" `collect_stages` (repro loads dvc.yaml and dvc.lock once more for its targets):"
-        f" {r['collect_stages']:.2f} s;"
-        f" parsing dvc.yaml/dvc.lock: {int(r['dvc.yaml/dvc.lock loads'])} loads,"
-        f" {r['yaml']:.2f} s vs {int(s['dvc.yaml/dvc.lock loads'])} loads, {s['yaml']:.2f} s",
-    ]
+    return figures
 
 
-def noop_repro_vs_status(ctx: Context) -> Row:
-    """Median wall time of a no-op ``dvc repro`` over that of ``dvc status``."""
-    env = dvc_env(ctx.workdir)
-    repo, notes = setup(ctx, env)
+@dataclass
+class NoopRepro:
+    """Row 6: wall seconds of every run of each command, and one profile of each."""
+
+    shrunk: dict[str, Any]  # the params updates the pipeline ran with
+    stages: list[str]
+    repeats: int
+    runs: dict[str, list[float]]  # "dvc repro", "dvc status", "dvc --version"
+    profile: dict[str, dict[str, float]]  # "repro", "status" -> seconds per part
+    setup_notes: list[str]  # how the pipeline was out of date after its own run, if it was
+    dvc_version: str
+
+    def median(self, command: str) -> float:
+        return median(self.runs[command])
+
+    @property
+    def ratio(self) -> float:
+        return self.median("dvc repro") / self.median("dvc status")
+
+    @property
+    def net(self) -> float:
+        """The ratio without the start-up both pay (``dvc --version``); nan where the
+        start-up is not below status."""
+        start = self.median("dvc --version")
+        if self.median("dvc status") <= start:
+            return float("nan")
+        return (self.median("dvc repro") - start) / (self.median("dvc status") - start)
+
+    @property
+    def met(self) -> bool:
+        return bool(self.ratio <= LIMIT)
+
+
+def noop_checks(repo: Path, env: dict[str, str]) -> tuple[Callable[[str], None], ...]:
+    """Checks of each command's output: a repro that did nothing, a clean status, and
+    nothing for ``--version``."""
     lock = (repo / "dvc.lock").read_bytes()
     before = snapshot(repo)
 
@@ -259,87 +265,26 @@ def noop_repro_vs_status(ctx: Context) -> Row:
         if UP_TO_DATE not in output:
             raise RuntimeError(f"`dvc status` is not clean:\n{output}")
 
+    return repro_did_nothing, status_clean, lambda _: None
+
+
+def noop_repro_vs_status(ctx: Context) -> NoopRepro:
+    """Wall times of a no-op ``dvc repro``, of ``dvc status`` and of the start-up."""
+    env = dvc_env(ctx.workdir)
+    repo, notes = setup(ctx, env)
+    commands = (dvc("repro"), dvc("status"), dvc("--version"))
+    cases = {
+        f"dvc {args[-1]}": timed_command(args, repo, env, check)
+        for args, check in zip(commands, noop_checks(repo, env), strict=True)
+    }
     repeats = ctx.repeats if ctx.smoke else max(ctx.repeats, 7)
-    figures = interleaved(
-        {
-            "dvc repro": timed_command(dvc("repro"), repo, env, repro_did_nothing),
-            "dvc status": timed_command(dvc("status"), repo, env, status_clean),
-            "dvc --version": timed_command(dvc("--version"), repo, env, lambda _: None),
-        },
-        repeats,
+    runs = interleaved(cases, repeats)
+    return NoopRepro(
+        shrunk=shrunk_updates(ctx),
+        stages=list(yaml.safe_load((repo / "dvc.lock").read_text())["stages"]),
+        repeats=repeats,
+        runs=runs,
+        profile=profile_split(repo, env, ctx.workdir),
+        setup_notes=notes,
+        dvc_version=run(dvc("--version"), repo, env).strip(),
     )
-    repro, status, version = (
-        median(figures[k]) for k in ("dvc repro", "dvc status", "dvc --version")
-    )
-    ratio = repro / status
-    net = (repro - version) / (status - version) if status > version else float("nan")
-    met = bool(ratio <= LIMIT)
-    details = [figures_line(name, values) for name, values in figures.items()]
-    details.append(
-        f"- ratio {ratio:.2f}x; net of the `dvc --version` start-up ({fmt_seconds(version)}):"
-        f" {net:.2f}x; repro costs {fmt_seconds(repro - status)} more than status"
-    )
-    profile, lines = profile_split(repo, env, ctx.workdir)
-    details += lines
-    details += [f"- setup: {note}" for note in notes]
-    stages = ", ".join(yaml.safe_load((repo / "dvc.lock").read_text())["stages"])
-    method = (
-        f"A throwaway git + DVC copy of this repository ran the real pipeline ({stages}) once"
-        f" with shrunk params ({dotted(tiny_updates(ctx))}) and was committed. Then"
-        f" `dvc repro`, `dvc status` and `dvc --version` (the start-up both include) ran as"
-        f" fresh processes (`python -m dvc`), interleaved, {repeats} times each; wall time."
-        " Every repro was checked to do nothing: its output says the pipeline is up to date,"
-        " no stage ran, dvc.lock is byte-identical and no file in the repo changed (mtime,"
-        " size, `git status`); every status was checked to report up to date."
-    )
-    explanation = ""
-    if not met:
-        r, s = profile["repro"], profile["status"]
-        explained = r["networkx import"] - s["networkx import"] + r["collect_stages"]
-        explanation = (
-            f"`dvc repro` costs {fmt_seconds(repro - status)} more than `dvc status` on the same"
-            " up-to-date pipeline. Both check the same deps and outs against the same state"
-            " database; what repro adds is DVC's own work, per the profile above: it imports"
-            " networkx to build the stage graph (status never does) and, for its default"
-            " target, loads dvc.yaml and dvc.lock a second time (`collect_stages`) although"
-            " the graph already holds every stage. Those two alone take"
-            f" {explained:.2f} s under the profiler, against a profiled difference of"
-            f" {r['total'] - s['total']:.2f} s between the two commands."
-            " Neither depends on dvc.yaml or .dvc/config beyond the size of the two YAML files"
-            " (ruamel.yaml parses them at the same cost per load in both commands), so no project"
-            " setting removes them; they are fixed costs of DVC"
-            f" {dvc_version(repo, env)}."
-        )
-    if notes:
-        explanation += (
-            " " if explanation else ""
-        ) + "Setup finding: a freshly run pipeline was not up to date (see the setup line)."
-    return Row(
-        number=6,
-        measure=MEASURE,
-        target=TARGET,
-        result=f"{ratio:.2f}x ({fmt_seconds(repro)} vs {fmt_seconds(status)})",
-        met=met,
-        method=method,
-        details=details,
-        explanation=explanation,
-    )
-
-
-def dvc_version(repo: Path, env: dict[str, str]) -> str:
-    return run(dvc("--version"), repo, env).strip()
-
-
-def dotted(data: dict[str, Any]) -> str:
-    """``data.window=16, model.image_size=16, ...`` for the method text."""
-    flat: list[str] = []
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, sub in value.items():
-                walk(f"{prefix}{key}.", sub)
-        else:
-            flat.append(f"{prefix[:-1]}={value}")
-
-    walk("", data)
-    return ", ".join(flat)

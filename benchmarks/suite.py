@@ -1,7 +1,9 @@
 """``python -m benchmarks``: run the rows, write ``RESULTS.md``.
 
-Each row is a function ``(Context) -> Row`` in one of the row modules; a row that raises is
-reported as an error in the file (and makes the exit status 1) without losing the others.
+Each row is a function ``(Context) -> measurements`` in one of the row modules: it measures
+and checks its target; :func:`benchmarks.report.describe` words what it returns. A row that
+raises is reported as an error in the file (and makes the exit status 1) without losing the
+others.
 """
 
 from __future__ import annotations
@@ -19,24 +21,26 @@ from dataclasses import asdict
 from pathlib import Path
 
 from benchmarks.common import REPO, Context, Row, quote
-from benchmarks.report import machine, render
+from benchmarks.report import describe, machine, render
 
-#: row number -> "module:function", in the order of the issue's table.
+#: row number -> "module:function". The numbers are the rows' names in RESULTS.md, in the
+#: docs and in ``--only``: a new row takes the next number rather than renumbering these.
 ROWS: dict[int, str] = {
     1: "benchmarks.training_rows:lightning_overhead",
     2: "benchmarks.training_rows:encoder_share",
     3: "benchmarks.training_rows:data_path_headroom",
     4: "benchmarks.tuning_rows:pruning_savings",
-    5: "benchmarks.tuning_rows:trial_overhead",
+    5: "benchmarks.trial_rows:trial_overhead",
     6: "benchmarks.dvc_rows:noop_repro_vs_status",
-    7: "benchmarks.training_rows:cpu_speedups",
+    7: "benchmarks.speedup_rows:cpu_speedups",
 }
 
 
 def run_row(number: int, ctx: Context) -> Row:
+    """Measure one row and word what it measured."""
     module_name, func_name = ROWS[number].split(":")
     func = getattr(importlib.import_module(module_name), func_name)
-    return func(ctx)
+    return describe(func(ctx))
 
 
 def failed_row(number: int, error: BaseException) -> Row:

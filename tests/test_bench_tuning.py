@@ -10,13 +10,9 @@ import optuna
 from tune_fakes import COMPLETE
 
 from benchmarks.common import Context
-from benchmarks.tuning_rows import (
-    EPOCH_SHARE_TARGET,
-    TRIAL_PARTS,
-    VALUE_TOLERANCE,
-    pruning_savings,
-    trial_overhead,
-)
+from benchmarks.report import describe
+from benchmarks.trial_rows import TRIAL_PARTS, trial_overhead
+from benchmarks.tuning_rows import EPOCH_SHARE_TARGET, VALUE_TOLERANCE, pruning_savings
 
 PERCENT = re.compile(r"-?\d+\.\d%")
 
@@ -26,7 +22,7 @@ def smoke(tmp_path: Path) -> Context:
 
 
 def test_pruning_row_counts_epochs_of_real_studies(tmp_path: Path) -> None:
-    row = pruning_savings(smoke(tmp_path))
+    row = describe(pruning_savings(smoke(tmp_path)))
     assert row.number == 4
     assert isinstance(row.met, bool)
     assert PERCENT.search(row.result), row.result
@@ -51,7 +47,7 @@ def test_pruning_row_counts_epochs_of_real_studies(tmp_path: Path) -> None:
 
 
 def test_trial_overhead_row_splits_a_real_trial(tmp_path: Path) -> None:
-    row = trial_overhead(smoke(tmp_path))
+    row = describe(trial_overhead(smoke(tmp_path)))
     assert row.number == 5
     assert isinstance(row.met, bool)
     overhead = float(re.search(r"overhead (-?\d+\.\d)%", row.result).group(1))
