@@ -23,10 +23,11 @@ from stockclf.config import DataParams, load_params
 from stockclf.data import store
 from stockclf.data.features import compute_features
 from stockclf.data.labels import classify, trailing_volatility, z_scores
-from stockclf.data.loading import OHLCV, DataError, load_csv, load_directory
+from stockclf.data.loading import OHLCV, load_csv, load_directory
 from stockclf.data.prepare import prepare
-from stockclf.files import write_json
 from stockclf.data.windows import candidate_days, cut_windows, purge_limit, split_days
+from stockclf.errors import DataError
+from stockclf.files import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = "Date,Open,High,Low,Close,Adj Close,Volume"

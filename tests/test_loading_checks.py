@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from stockclf.data.loading import DataError, load_csv
+from stockclf.data.loading import load_csv
+from stockclf.errors import DataError
 
 HEADER = "Date,Open,High,Low,Close,Volume"
 

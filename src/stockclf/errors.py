@@ -51,3 +51,7 @@ def run_main(main: Callable[[], object]) -> None:
 
 class StudyError(StockclfError, RuntimeError):
     """The Optuna study cannot be opened or used; the message says what to do."""
+
+
+class DataError(StockclfError, ValueError):
+    """Input data that cannot be used; the message names the file, row or column and problem."""

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from stockclf.data.loading import OHLCV, DataError
+from stockclf.data.loading import OHLCV
+from stockclf.errors import DataError
 from stockclf.registry import FEATURES
 
 

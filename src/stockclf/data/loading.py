@@ -5,34 +5,26 @@ A bad file must stop the prepare stage with a message a person can act on: every
 and the problem. Nothing is silently repaired except the one documented quirk of
 real index data, a zero volume (see :func:`load_csv`).
 
-Parsing is vectorised with pandas; line numbers for messages are recovered only on
-the error path (:func:`_data_line_numbers`), so the happy path has no per-row loop.
+Reading a file into strings with its line numbers is :mod:`stockclf.data.csv_table`;
+this module checks and converts the values.
 """
 
 # Over 300 lines: reading a CSV (decoding, the yfinance header, column matching, line numbers)
 # and the validation cases with their messages live together because every message needs
-# the file's own line numbers and column spellings (:class:`_Table`). If it grows, split
+# the file's own line numbers and column spellings (:class:`CsvTable`). If it grows, split
 # there: reading into one module, the checks of an OHLCV series into another.
 
 from __future__ import annotations
 
-import csv
-import io
-import re
-import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from stockclf.errors import StockclfError
+from stockclf.data.csv_table import CsvTable, first_bad_row, read_table
+from stockclf.errors import DataError
 
-#: Columns every file needs, in their normalised spelling (see :func:`normalise_column`).
-REQUIRED_COLUMNS = ("date", "open", "high", "low", "close", "volume")
-#: Recognised but unused: features are computed from ``Close`` (see :func:`load_csv`).
-OPTIONAL_COLUMNS = ("adjclose",)
 PRICE_COLUMNS = ("open", "high", "low", "close")
 #: Columns whose cells are numbers; a missing one is filled or refused per ``data.max_gap``.
 VALUE_COLUMNS = (*PRICE_COLUMNS, "volume")
@@ -43,8 +35,6 @@ MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none", "-", "#n/a"}
 REL_TOL = 1e-9
 
 
-class DataError(StockclfError, ValueError):
-    """Input data that cannot be used; the message names the file, row or column and problem."""
 
 
 @dataclass(frozen=True)
@@ -64,9 +54,6 @@ class OHLCV:
         return len(self.dates)
 
 
-def normalise_column(name: str) -> str:
-    """Spelling-insensitive column key: ``"Adj Close"``, ``"adj_close"`` -> ``"adjclose"``."""
-    return re.sub(r"[\s_.\-]+", "", name).lower()
 
 
 def list_csv_files(directory: Path) -> list[Path]:
@@ -136,7 +123,7 @@ def load_csv(path: Path, symbol: str | None = None, max_gap: int = 0) -> OHLCV:
       zero) without counting towards ``max_gap``. A negative volume is an error.
     """
     path = Path(path)
-    table = _read_table(path)
+    table = read_table(path)
     dates = _dates(table)
     values = _values(table, max_gap)
     return OHLCV(
@@ -151,65 +138,28 @@ def load_csv(path: Path, symbol: str | None = None, max_gap: int = 0) -> OHLCV:
     )
 
 
-@dataclass(frozen=True)
-class _Table:
-    """One file's data rows as strings, with what an error message names: file, line, column."""
-
-    path: Path
-    text: str
-    header: list[str]
-    header_rows: int
-    columns: dict[str, int]  # normalised column name -> position
-    body: pd.DataFrame
-
-    def cells(self, key: str) -> pd.Series:
-        return self.body.iloc[:, self.columns[key]].fillna("").astype(str).str.strip()
-
-    def line_of(self, row: int) -> int:
-        return _data_line_numbers(self.text, self.header_rows)[row]
-
-    def name(self, key: str) -> str:
-        """The column's name as the file spells it, for messages."""
-        return self.header[self.columns[key]]
-
-    def fail(self, row: int, key: str, problem: str) -> DataError:
-        line = self.line_of(row)
-        return DataError(f"{self.path}: line {line}, column {self.name(key)!r}: {problem}")
 
 
-def _first(bad: np.ndarray | pd.Series) -> int | None:
-    """The first row where ``bad`` holds, or None: every check reports the first bad row."""
-    rows = np.flatnonzero(np.asarray(bad))
-    return int(rows[0]) if rows.size else None
 
 
-def _read_table(path: Path) -> _Table:
-    """The file parsed into strings, its header found and its required columns located."""
-    text = _read_text(path)
-    table = _parse_table(path, text)
-    header, skip = _header(path, table)
-    body = table.iloc[skip:].reset_index(drop=True)
-    if len(body) == 0:
-        raise DataError(f"{path}: header only, no data rows (header: {', '.join(header)})")
-    return _Table(path, text, header, skip, _match_columns(path, header), body)
 
 
-def _dates(table: _Table) -> np.ndarray:
+def _dates(table: CsvTable) -> np.ndarray:
     """The date column as datetime64[D]: parsable, unique and strictly increasing."""
     raw = table.cells("date")
     try:
         parsed = pd.to_datetime(raw, format="ISO8601", errors="coerce")
     except (ValueError, TypeError) as err:  # e.g. mixed time zones
         raise DataError(f"{table.path}: column {table.name('date')!r}: {err}") from None
-    if (i := _first(parsed.isna())) is not None:
+    if (i := first_bad_row(parsed.isna())) is not None:
         raise table.fail(i, "date", f"unparsable date {raw.iloc[i]!r} (expected YYYY-MM-DD)")
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_localize(None)
     dates = parsed.to_numpy().astype("datetime64[D]")
-    if (i := _first(pd.Series(dates).duplicated())) is not None:
+    if (i := first_bad_row(pd.Series(dates).duplicated())) is not None:
         first = table.line_of(int(np.flatnonzero(dates == dates[i])[0]))
         raise table.fail(i, "date", f"duplicate date {dates[i]} (first seen on line {first})")
-    if (i := _first(np.diff(dates) <= np.timedelta64(0, "D"))) is not None:
+    if (i := first_bad_row(np.diff(dates) <= np.timedelta64(0, "D"))) is not None:
         raise table.fail(
             i + 1,
             "date",
@@ -219,126 +169,44 @@ def _dates(table: _Table) -> np.ndarray:
     return dates
 
 
-def _values(table: _Table, max_gap: int) -> dict[str, np.ndarray]:
+def _values(table: CsvTable, max_gap: int) -> dict[str, np.ndarray]:
     """Prices and volume as float64, gaps filled, each bar checked for consistency."""
     raw = {key: table.cells(key) for key in VALUE_COLUMNS}
     values = {key: _numeric(raw[key], key, table) for key in VALUE_COLUMNS}
     _fill_missing(values, raw, max_gap, table)
     for key in PRICE_COLUMNS:
-        if (i := _first(values[key] <= 0)) is not None:
+        if (i := first_bad_row(values[key] <= 0)) is not None:
             raise table.fail(i, key, f"non-positive price {values[key][i]:g}")
     h, lo, c = values["high"], values["low"], values["close"]
-    if (i := _first(h < lo - REL_TOL * np.abs(lo))) is not None:
+    if (i := first_bad_row(h < lo - REL_TOL * np.abs(lo))) is not None:
         raise table.fail(i, "high", f"high {h[i]:g} is below low {lo[i]:g}")
-    if (i := _first((c < lo - REL_TOL * np.abs(lo)) | (c > h + REL_TOL * np.abs(h)))) is not None:
+    outside = (c < lo - REL_TOL * np.abs(lo)) | (c > h + REL_TOL * np.abs(h))
+    if (i := first_bad_row(outside)) is not None:
         raise table.fail(
             i, "close", f"close {c[i]:g} is outside [low, high] = [{lo[i]:g}, {h[i]:g}]"
         )
-    if (i := _first(values["volume"] < 0)) is not None:
+    if (i := first_bad_row(values["volume"] < 0)) is not None:
         raise table.fail(i, "volume", f"negative volume {values['volume'][i]:g}")
     values["volume"] = _fill_zero_volume(values["volume"])
     return values
 
 
-def _read_text(path: Path) -> str:
-    """File contents as text; binary or non-UTF-8 files are refused with the file named."""
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise DataError(f"{path}: cannot read file: {err.strerror or err}") from None
-    if b"\x00" in raw:
-        raise DataError(f"{path}: not a UTF-8 text CSV (contains NUL bytes: a binary file?)")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}: not UTF-8 text (invalid byte 0x{raw[err.start]:02x} on line {line}); "
-            "save it as a UTF-8 CSV"
-        ) from None
-    if not text.strip():
-        raise DataError(f"{path}: empty file (no header, no data rows)")
-    return text
 
 
-def _parse_table(path: Path, text: str) -> pd.DataFrame:
-    """All rows as strings, header included, so pandas cannot guess an index or types.
-
-    ``header=None`` makes the header line fix the field count: a longer row is then a
-    parser error with its line number instead of being silently shifted into an index.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            return pd.read_csv(
-                io.StringIO(text),
-                header=None,
-                dtype=str,
-                keep_default_na=False,
-                index_col=False,
-            )
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: empty file (no header, no data rows)") from None
-    except (pd.errors.ParserError, pd.errors.ParserWarning) as err:
-        msg = str(err).strip()
-        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", msg)
-        if m:
-            msg = f"line {m[2]}: {m[3]} fields, but the header has {m[1]}"
-        raise DataError(f"{path}: malformed CSV: {msg}") from None
 
 
-def _header(path: Path, table: pd.DataFrame) -> tuple[list[str], int]:
-    """Column names and the number of header lines (1, or 3 for recent yfinance files).
-
-    ``yfinance.download(...).to_csv()`` (yfinance >= 0.2.48) writes the column names, then
-    a ``Ticker`` line, then a ``Date`` line with empty cells; the first column holds the
-    dates. A file with several tickers side by side is refused: one file per symbol.
-    """
-    first = [str(c) for c in table.iloc[0]]
-    if (
-        len(table) >= 3
-        and normalise_column(first[0]) == "price"
-        and normalise_column(str(table.iloc[1, 0])) == "ticker"
-        and normalise_column(str(table.iloc[2, 0])) == "date"
-    ):
-        tickers = sorted({str(t).strip() for t in table.iloc[1, 1:]} - {""})
-        if len(tickers) > 1:
-            raise DataError(
-                f"{path}: line 2: a yfinance file with several tickers ({', '.join(tickers)}); "
-                "save one CSV per symbol"
-            )
-        return ["Date", *first[1:]], 3
-    return first, 1
 
 
-def _match_columns(path: Path, header: Sequence[str]) -> dict[str, int]:
-    """Map normalised required/optional names to column positions."""
-    positions: dict[str, int] = {}
-    for i, name in enumerate(header):
-        key = normalise_column(name)
-        if key in REQUIRED_COLUMNS or key in OPTIONAL_COLUMNS:
-            if key in positions:
-                raise DataError(
-                    f"{path}: columns {header[positions[key]]!r} and {name!r} both mean {key!r}"
-                )
-            positions[key] = i
-    missing = [k for k in REQUIRED_COLUMNS if k not in positions]
-    if missing:
-        raise DataError(
-            f"{path}: missing required column(s) {', '.join(missing)}; "
-            f"found columns: {', '.join(header)}"
-        )
-    return positions
 
 
-def _numeric(values: pd.Series, key: str, table: _Table) -> np.ndarray:
+def _numeric(values: pd.Series, key: str, table: CsvTable) -> np.ndarray:
     """Parse a column as float64; missing cells become NaN, anything else non-finite fails."""
     missing = values.str.lower().isin(MISSING_TOKENS).to_numpy()
     # copy=True: pandas 3 (copy-on-write) hands out read-only arrays
     numbers = pd.to_numeric(values.where(~missing, ""), errors="coerce").to_numpy(
         dtype=np.float64, copy=True
     )
-    if (i := _first(~np.isfinite(numbers) & ~missing)) is not None:
+    if (i := first_bad_row(~np.isfinite(numbers) & ~missing)) is not None:
         raw = str(values.iloc[i])
         problem = f"non-finite number {raw!r}" if np.isinf(numbers[i]) else f"not a number: {raw!r}"
         raise table.fail(i, key, problem)
@@ -351,7 +219,7 @@ def _missing_problem(raw: str) -> str:
 
 
 def _fill_missing(
-    values: dict[str, np.ndarray], raw: dict[str, pd.Series], max_gap: int, table: _Table
+    values: dict[str, np.ndarray], raw: dict[str, pd.Series], max_gap: int, table: CsvTable
 ) -> None:
     """Forward-fill runs of at most ``max_gap`` rows with missing values, in place.
 
@@ -404,18 +272,3 @@ def _fill_zero_volume(volume: np.ndarray) -> np.ndarray:
     return filled.to_numpy(dtype=np.float64)
 
 
-def _data_line_numbers(text: str, header_rows: int = 1) -> list[int]:
-    """1-based file line of each data row (error path only).
-
-    Mirrors pandas: lines that are empty or whitespace-only are skipped, the first
-    ``header_rows`` remaining rows are the header; ``csv`` keeps quoted multi-line cells
-    in one row.
-    """
-    lines: list[int] = []
-    reader = csv.reader(io.StringIO(text))
-    start = 1
-    for row in reader:
-        if row and not (len(row) == 1 and not row[0].strip()):
-            lines.append(start)
-        start = reader.line_num + 1
-    return lines[header_rows:]

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stockclf.data.loading import DataError
 from stockclf.data.store import SPLITS
+from stockclf.errors import DataError
 
 REQUIRED_KEYS = ("X", "y")
 OPTIONAL_KEYS = ("split", "classes")

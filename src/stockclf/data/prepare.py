@@ -35,12 +35,13 @@ from stockclf.config import DataParams
 from stockclf.data import store
 from stockclf.data.features import compute_features
 from stockclf.data.labels import CLASSES, classify, forward_log_return, z_scores
-from stockclf.data.loading import OHLCV, DataError, check_length, list_csv_files, load_csv
+from stockclf.data.loading import OHLCV, check_length, list_csv_files, load_csv
 from stockclf.data.npz import load_npz
 from stockclf.data.prepare_npz import prepare_npz
 from stockclf.data.splits import CHUNK_BYTES, SplitIndex, summarize
 from stockclf.data.store import SPLITS
 from stockclf.data.windows import candidate_days, cut_windows, split_days
+from stockclf.errors import DataError
 from stockclf.files import atomic_directory
 
 #: ``data.source`` value that means the bundled sample directory.

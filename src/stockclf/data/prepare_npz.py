@@ -10,10 +10,10 @@ import numpy as np
 
 from stockclf.config import DataParams
 from stockclf.data import store
-from stockclf.data.loading import DataError
 from stockclf.data.npz import LabelledArrays
 from stockclf.data.splits import CHUNK_BYTES, SplitIndex, summarize
 from stockclf.data.store import SPLITS
+from stockclf.errors import DataError
 from stockclf.files import atomic_directory
 
 #: First "date" of the rows of an ``.npz`` source: row i is dated ``NPZ_EPOCH + i`` days.

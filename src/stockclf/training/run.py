@@ -62,6 +62,24 @@ def fit_to_training_split(
         module.set_class_weights(torch.from_numpy(counts).float())
 
 
+def kept_epoch_checkpoint(
+    checkpoint_dir: str | Path | None, monitor: str, mode: str
+) -> TieBreakCheckpoint | None:
+    """Saves the kept epoch as ``best.ckpt`` in ``checkpoint_dir`` (None: no checkpoint)."""
+    if checkpoint_dir is None:
+        return None
+    return TieBreakCheckpoint(
+        dirpath=checkpoint_dir,
+        filename="best",
+        monitor=monitor,
+        mode=mode,
+        save_top_k=1,
+        # no optimizer state: nothing resumes from it, and it is half the bytes written
+        save_weights_only=True,
+        enable_version_counter=False,
+    )
+
+
 def train_model(
     params: Params,
     prepared_dir: str | Path,
@@ -94,23 +112,12 @@ def train_model(
     module.warmup_epochs = budget.warmup_epochs
     if params.train.keep_epoch_by == "loss":
         monitor, mode = "val_loss", "min"
+    checkpoint = kept_epoch_checkpoint(checkpoint_dir, monitor, mode)
     all_callbacks: list[Callback] = [
         TieBreakEarlyStopping(monitor, mode=mode, patience=budget.patience),
         *callbacks,
+        *([checkpoint] if checkpoint is not None else []),
     ]
-    checkpoint = None
-    if checkpoint_dir is not None:
-        checkpoint = TieBreakCheckpoint(
-            dirpath=checkpoint_dir,
-            filename="best",
-            monitor=monitor,
-            mode=mode,
-            save_top_k=1,
-            # no optimizer state: nothing resumes from it, and it is half the bytes written
-            save_weights_only=True,
-            enable_version_counter=False,
-        )
-        all_callbacks.append(checkpoint)
     logger = DVCLiveLogger(dir=os.fspath(live_dir), dvcyaml=False, save_dvc_exp=False)
     trainer = L.Trainer(
         accelerator=accelerator,
