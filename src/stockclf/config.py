@@ -12,21 +12,21 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from stockclf.errors import StockclfError
-from stockclf.registry import ENCODINGS, FEATURES, PLOTS, PRUNERS, SAMPLERS
+from stockclf.registry import ENCODINGS, FEATURES, PLOTS, PRUNERS, SAMPLERS, Registry
 from stockclf.storage_url import parse_storage_url
 
 #: The hyperparameters the tune stage may search, and the section that owns each.
@@ -42,6 +42,16 @@ TUNABLE: dict[str, str] = {
 }
 
 
+def registered(kind: Registry) -> AfterValidator:
+    """A field whose names must be in ``kind`` (stockclf.registry), each at most once."""
+
+    def check(names: Any) -> Any:
+        kind.check(names)
+        return names
+
+    return AfterValidator(check)
+
+
 class ParamsError(StockclfError, ValueError):
     """A params file that cannot be used; the message names the file and key."""
 
@@ -54,7 +64,7 @@ class DataParams(_Strict):
     # A directory of OHLCV CSVs, an .npz file, or "sample" (an alias of data/sample). The
     # prepare stage's DVC dependency is ${data.source}, so params.yaml should hold a path.
     source: str = Field("data/sample", min_length=1)
-    features: list[str] = Field(
+    features: Annotated[list[str], registered(FEATURES)] = Field(
         default_factory=lambda: ["log_return", "hl_range", "volume_change"], min_length=1
     )
     window: int = Field(64, ge=4)
@@ -70,11 +80,6 @@ class DataParams(_Strict):
     val_fraction: float = Field(0.15, gt=0, lt=1)
     test_fraction: float = Field(0.15, gt=0, lt=1)
 
-    @field_validator("features")
-    @classmethod
-    def _known_features(cls, names: list[str]) -> list[str]:
-        FEATURES.check(names)
-        return names
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> DataParams:
@@ -94,7 +99,7 @@ class ModelParams(_Strict):
     backbone: str = "efficientnet_b0"
     pretrained: bool = False
     pretrained_path: str | None = None
-    encodings: list[str] = Field(
+    encodings: Annotated[list[str], registered(ENCODINGS)] = Field(
         default_factory=lambda: ["gasf", "gadf", "mtf"], min_length=1
     )
     # Side of the images; above the window length the series is interpolated up.
@@ -107,11 +112,6 @@ class ModelParams(_Strict):
     # Width of the 1-D convolutional branch on the window itself (0 = images only).
     raw_branch: int = Field(64, ge=0)
 
-    @field_validator("encodings")
-    @classmethod
-    def _known_encodings(cls, names: list[str]) -> list[str]:
-        ENCODINGS.check(names)
-        return names
 
 
 class TrainParams(_Strict):
@@ -171,8 +171,8 @@ class TuneParams(_Strict):
     direction: Literal["maximize", "minimize"] = "maximize"
     storage: str = "sqlite:///tuning/study.db"
     n_jobs: int = Field(1, ge=1)  # worker processes (not threads) the stage runs
-    sampler: str = "tpe"  # a name in stockclf.registry.SAMPLERS
-    pruner: str = "median"  # a name in stockclf.registry.PRUNERS
+    sampler: Annotated[str, registered(SAMPLERS)] = "tpe"
+    pruner: Annotated[str, registered(PRUNERS)] = "median"
     n_startup_trials: int = Field(3, ge=0)
     keep_top_k: int = Field(3, ge=0)  # trials whose best checkpoint is kept (0 = none)
     heartbeat_interval: int = Field(60, ge=1)  # seconds between a running trial's heartbeats
@@ -188,11 +188,6 @@ class TuneParams(_Strict):
         parse_storage_url(url, allow_password=False)
         return url
 
-    @field_validator("sampler", "pruner")
-    @classmethod
-    def _known_search(cls, name: str, info: ValidationInfo) -> str:
-        (SAMPLERS if info.field_name == "sampler" else PRUNERS).check(name)
-        return name
 
     @model_validator(mode="after")
     def _known_names(self) -> TuneParams:
@@ -211,7 +206,7 @@ class TuneParams(_Strict):
 
 
 class VisualizeParams(_Strict):
-    plots: list[str] = Field(
+    plots: Annotated[list[str], registered(PLOTS)] = Field(
         default_factory=lambda: [
             "optimization_history",
             "param_importances",
@@ -222,11 +217,6 @@ class VisualizeParams(_Strict):
     )
     dpi: int = Field(100, ge=30, le=600)
 
-    @field_validator("plots")
-    @classmethod
-    def _known_plots(cls, names: list[str]) -> list[str]:
-        PLOTS.check(names)
-        return names
 
 
 class EvaluateParams(_Strict):
