@@ -91,7 +91,7 @@ def run_trials(
                 failed = run_processes(
                     spec, n_workers, stops, lambda: progress.set_done(count_finished(study))
                 )
-                outcome = _outcome(study, spec, failed)
+                outcome = _outcome(study, spec, target, failed)
     finally:
         progress.close()
     if outcome != "done":
@@ -109,9 +109,11 @@ _STOPPED = {
 }
 
 
-def _outcome(study: optuna.Study, spec: WorkerSpec, failed: list[tuple[str, int | None]]) -> str:
+def _outcome(
+    study: optuna.Study, spec: WorkerSpec, target: int, failed: list[tuple[str, int | None]]
+) -> str:
     """Why the worker processes stopped, read from the study they left."""
-    if count_trials(study, spec.params.tune.n_trials).reached:
+    if count_trials(study, target).reached:
         if failed:
             print(f"warning: tuning workers {failed} (name, exit code) failed", file=sys.stderr)
         return "done"
