@@ -196,9 +196,7 @@ def test_half_written_journal_line_is_repaired(
     whole = journal.read_bytes()
     journal.write_bytes(whole + b'{"op_code":5,"worker_id":"crashed-mid-wr')
 
-    summary = run_tune(
-        tune_fakes.with_tune(params, n_trials=3), out, train_fn=tune_fakes.quick
-    )
+    summary = run_tune(tune_fakes.with_tune(params, n_trials=3), out, train_fn=tune_fakes.quick)
     assert summary["n_complete"] == 3
     (backup,) = journal.parent.glob("study.journal.broken-*")
     assert backup.read_bytes().endswith(b"crashed-mid-wr")

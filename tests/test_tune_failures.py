@@ -12,8 +12,8 @@ import tune_fakes
 from tune_fakes import COMPLETE, FAIL, WAITING
 
 import stockclf.tuning.objective as objective_module
-from stockclf.training.module import StockClassifier
 from stockclf.pipeline.tune import TunePaths, run_tune
+from stockclf.training.module import StockClassifier
 from stockclf.tuning.signals import TuneInterrupted
 
 

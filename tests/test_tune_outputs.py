@@ -17,12 +17,12 @@ from helpers import child_env
 from tune_fakes import COMPLETE, FAIL, PRUNED
 
 from stockclf.config import ParamsError, load_params
+from stockclf.errors import StudyError
 from stockclf.pipeline.tune import TunePaths, run_tune
 from stockclf.tuning.identity import identify
 from stockclf.tuning.outputs import lock_safe
 from stockclf.tuning.runner import TrialProgress
 from stockclf.tuning.storage import open_tuning_storage
-from stockclf.errors import StudyError
 
 
 def journal_params(make_params, root: Path, **tune):
@@ -56,9 +56,7 @@ def test_checkpoints_only_for_the_top_k_trials(
     assert any(len(k) == 2 for _, k in history)
 
     # keep_top_k lowered on a rerun: the extra checkpoint goes, nothing else changes
-    run_tune(
-        tune_fakes.with_tune(params, keep_top_k=1), out, train_fn=tune_fakes.quick
-    )
+    run_tune(tune_fakes.with_tune(params, keep_top_k=1), out, train_fn=tune_fakes.quick)
     best = max(values, key=lambda n: values[n])
     assert {p.parent.name for p in out.trials.glob("trial_*/checkpoint")} == {f"trial_{best:04d}"}
     assert len(list(out.trials.glob("trial_*"))) == 6  # the curves of every trial stay
@@ -110,7 +108,9 @@ def test_timeout_is_honoured(make_params, tiny_prepared: Path, tmp_path: Path) -
     # 2 epochs of 0.15 s: trials long enough that the timeout, not the count, ends the study
     params = journal_params(make_params, tmp_path, n_trials=100, timeout=1.0, tuning_max_epochs=2)
     started = time.monotonic()
-    summary = run_tune(params, TunePaths.under(tmp_path / "tuning", tiny_prepared), tune_fakes.stepwise)
+    summary = run_tune(
+        params, TunePaths.under(tmp_path / "tuning", tiny_prepared), tune_fakes.stepwise
+    )
     elapsed = time.monotonic() - started
     assert summary["stopped"] == "timeout"
     assert 1 <= summary["n_complete"] <= 5  # 0.3 s a trial; no trial starts after 1 s
