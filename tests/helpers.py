@@ -2,8 +2,9 @@
 synthetic data, and commands run in child processes or in throwaway git + DVC copies of
 the repository.
 
-Fixtures live in ``conftest.py`` and stand-ins for tuning in ``tune_fakes.py``; everything
-else that more than one test file needs is here, so that each thing is defined once.
+Fixtures live in ``conftest.py``, stand-ins for tuning in ``tune_fakes.py`` and made-up
+price files for the loading and prepare tests in ``ohlcv_files.py``; everything else that
+more than one test file needs is here, so that each thing is defined once.
 """
 
 from __future__ import annotations
