@@ -36,6 +36,19 @@ def _tune_worker(args: argparse.Namespace) -> None:
     )
 
 
+def _predict(args: argparse.Namespace) -> None:
+    from stockclf.inference.checkpoint import load_classifier
+    from stockclf.inference.predict import as_json, as_text, predict, write_csv
+
+    clf = load_classifier(args.model)
+    result = predict(args.data, clf, args.date)
+    if args.out is not None:
+        write_csv(result, args.out)
+        print(f"{len(result.table)} predictions written to {args.out}")
+    else:
+        print(as_json(result, clf) if args.json else as_text(result, clf))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stockclf", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +87,21 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--storage", help="storage URL (default: tune.storage in params)")
     worker.add_argument("--jobs", type=int, help="worker processes (default: tune.n_jobs)")
     worker.set_defaults(func=_tune_worker)
+
+    pred = sub.add_parser(
+        "predict", help="class probabilities of the window ending on a date, per symbol"
+    )
+    pred.add_argument(
+        "--data", required=True, type=Path, help="a directory of OHLCV CSVs, one .csv or an .npz"
+    )
+    pred.add_argument(
+        "--date", default="latest", help="latest (each file's last row) or YYYY-MM-DD"
+    )
+    pred.add_argument("--model", default=Path("models/best.ckpt"), type=Path)
+    shown = pred.add_mutually_exclusive_group()
+    shown.add_argument("--out", type=Path, help="write a CSV instead of printing")
+    shown.add_argument("--json", action="store_true", help="print one JSON object")
+    pred.set_defaults(func=_predict)
     return parser
 
 

@@ -66,6 +66,27 @@ def load_npz(path: Path) -> LabelledArrays:
     return LabelledArrays(path=path, X=X, y=y, split=split, classes=classes)
 
 
+def load_windows(path: Path) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+    """Windows to predict on, checked as :func:`load_npz` checks them: ``X``, and ``y`` and
+    ``classes`` when present (``split`` is allowed and ignored). Returns ``(X, y, classes)``."""
+    path = Path(path)
+    arrays = _read_arrays(path)
+    if "X" not in arrays:
+        raise DataError(f"{path}: missing array X; found: {', '.join(sorted(arrays))}")
+    unknown = sorted(set(arrays) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+    if unknown:
+        raise DataError(
+            f"{path}: unknown array(s) {', '.join(unknown)}; allowed: "
+            f"{', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)}"
+        )
+    X = _windows(path, arrays["X"])
+    y = _labels(path, arrays["y"], len(X)) if "y" in arrays else None
+    classes = None
+    if "classes" in arrays:
+        classes = _classes(path, arrays["classes"], y if y is not None else np.zeros(1, int))
+    return X, y, classes
+
+
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         what = "is not a file" if path.exists() else "file not found"

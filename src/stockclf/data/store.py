@@ -17,6 +17,7 @@ made later, on the training device::
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -124,3 +125,21 @@ def load_meta(directory: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found; run the prepare stage (dvc repro prepare)")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def data_fingerprint(prepared_dir: str | Path) -> str:
+    """Hash of every prepared array and the meta file: the data version (a study belongs to
+    one; a model card names the one its model was trained on)."""
+    digest = hashlib.sha256()
+    root = Path(prepared_dir)
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    if not files:
+        raise FileNotFoundError(
+            f"{root}: no prepared data; run the prepare stage (dvc repro prepare)"
+        )
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode())
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()

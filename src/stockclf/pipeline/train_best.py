@@ -10,7 +10,8 @@ from typing import Any
 from lightning.pytorch.utilities import rank_zero_only
 
 from stockclf.config import Params, load_best_params
-from stockclf.data.store import load_meta, load_split
+from stockclf.data.store import data_fingerprint, load_meta, load_split
+from stockclf.evaluation.card import git_revision, render_card, test_intervals, write_card
 from stockclf.evaluation.predictions import PREDICTORS, write_predictions
 from stockclf.evaluation.scoring import (
     baseline_predictions,
@@ -52,7 +53,8 @@ def run_train_best(
 ) -> dict[str, Any] | None:
     """Train with the best params, then score the test split once; returns the metrics
     (None on DDP ranks > 0). ``progress_bar`` defaults to whether this is a terminal."""
-    params = params.with_overrides(load_best_params(paths.best_params))
+    tuned = load_best_params(paths.best_params)
+    params = params.with_overrides(tuned)
     # Under DDP every rank runs this stage script; only rank 0 touches the outputs.
     if rank_zero_only.rank == 0 and paths.model_dir.exists():
         shutil.rmtree(paths.model_dir)
@@ -69,13 +71,18 @@ def run_train_best(
     if not trainer.is_global_zero:
         return None
     y_pred = predict(module, data.test_dataloader())
-    return score_test(params, paths, kept_epoch(trainer), trainer.current_epoch, y_pred)
+    results, predicted = score_test(
+        params, paths, kept_epoch(trainer), trainer.current_epoch, y_pred
+    )
+    write_model_card(params, tuned, paths, results, predicted)
+    return results
 
 
 def score_test(
     params: Params, paths: TrainBestPaths, kept: dict[str, float], epochs: int, y_pred: Any
-) -> dict[str, Any]:
-    """The model's test predictions beside every baseline's, written once."""
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model's test predictions beside every baseline's, written once; returns the
+    metrics and every predictor's test predictions."""
     train, val, test = (load_split(paths.prepared, s) for s in ("train", "val", "test"))
     meta = load_meta(paths.prepared)
     classes = meta["classes"]
@@ -93,7 +100,31 @@ def score_test(
     predicted = {"model": y_pred, **baselines}
     write_predictions(paths.predictions, test, meta["symbols"], classes, predicted)
     write_json(paths.metrics, results)
-    return results
+    return results, predicted
+
+
+def write_model_card(
+    params: Params,
+    tuned: dict[str, Any],
+    paths: TrainBestPaths,
+    results: dict[str, Any],
+    predicted: dict[str, Any],
+) -> None:
+    """``card.md`` beside the checkpoint: provenance, params, test scores with intervals."""
+    meta = load_meta(paths.prepared)
+    splits = {s: load_split(paths.prepared, s) for s in ("train", "val", "test")}
+    intervals = test_intervals(splits["test"], predicted, len(meta["classes"]), params)
+    text = render_card(
+        params,
+        tuned,
+        meta,
+        splits,
+        data_fingerprint(paths.prepared),
+        results,
+        intervals,
+        git_revision(),
+    )
+    write_card(paths.model_dir / "card.md", text)
 
 
 def describe(results: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from stockclf.config import ModelParams, TrainParams
 from stockclf.training.network import StockClassifierNet
 from stockclf.training.optim import param_groups, warmup_cosine
+from stockclf.training.record import CHECKPOINT_FORMAT, CHECKPOINT_KEY
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -51,6 +52,9 @@ class StockClassifier(L.LightningModule):
         self.train_params = train_params
         # Set by the training run (train_model) from the budget it stretched to min_steps.
         self.warmup_epochs = train_params.warmup_epochs
+        # What the checkpoint must carry besides the weights so that the model can be used on
+        # new prices (features, window, classes, ...); set by the training run.
+        self.data_meta: dict = {}
         # Per-class weights of the training loss; ones unless set_class_weights is called.
         self.register_buffer("class_weight", torch.ones(num_classes))
         self.net = StockClassifierNet(
@@ -72,6 +76,11 @@ class StockClassifier(L.LightningModule):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)[0]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Write what :func:`stockclf.inference.checkpoint.load_classifier` needs, in plain
+        types only, so the file loads with ``torch.load(weights_only=True)``."""
+        checkpoint[CHECKPOINT_KEY] = {"format": CHECKPOINT_FORMAT, "data": self.data_meta}
 
     def set_class_weights(self, counts: Tensor) -> None:
         """``n / (K * n_k)`` per class k from the training split's class counts (sklearn's

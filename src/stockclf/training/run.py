@@ -15,7 +15,7 @@ from dvclive.lightning import DVCLiveLogger
 from lightning.pytorch.callbacks import Callback
 
 from stockclf.config import Params, TrainParams
-from stockclf.data.store import load_split
+from stockclf.data.store import load_meta, load_split
 from stockclf.training.budget import run_budget
 from stockclf.training.callbacks import TieBreakCheckpoint, TieBreakEarlyStopping
 from stockclf.training.datamodule import PreparedDataModule
@@ -62,6 +62,20 @@ def fit_to_training_split(
         module.set_class_weights(torch.from_numpy(counts).float())
 
 
+def checkpoint_meta(params: Params, prepared_dir: str | Path) -> dict:
+    """The prepared data's description (features, window, horizon, classes, channels) and
+    the data params, in JSON types: what using the model on new data needs."""
+    meta = load_meta(prepared_dir)
+    return {
+        "features": list(meta["features"]),
+        "window": int(meta["window"]),
+        "horizon": None if meta.get("horizon") is None else int(meta["horizon"]),
+        "classes": list(meta["classes"]),
+        "n_channels": int(meta["n_channels"]),
+        "params": params.data.model_dump(mode="json"),
+    }
+
+
 def kept_epoch_checkpoint(
     checkpoint_dir: str | Path | None, monitor: str, mode: str
 ) -> TieBreakCheckpoint | None:
@@ -106,6 +120,7 @@ def train_model(
     accelerator = resolve_accelerator(params.train)
     data = PreparedDataModule(prepared_dir, params.train.batch_size, params.seed)
     module = StockClassifier(params.model, params.train, data.in_channels, data.num_classes)
+    module.data_meta = checkpoint_meta(params, prepared_dir)
     train_split = load_split(prepared_dir, "train")
     fit_to_training_split(module, train_split.X, train_split.y, params.train)
     budget = run_budget(max_epochs, len(train_split), params.train)

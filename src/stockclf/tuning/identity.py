@@ -10,22 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from stockclf.config import Params
-from stockclf.errors import StudyError
-
-
-def data_fingerprint(prepared_dir: str | Path) -> str:
-    """Hash of every prepared array and the meta file: the data version a study belongs to."""
-    digest = hashlib.sha256()
-    root = Path(prepared_dir)
-    files = sorted(p for p in root.rglob("*") if p.is_file())
-    if not files:
-        raise StudyError(f"{root}: no prepared data; run the prepare stage (dvc repro prepare)")
-    for path in files:
-        digest.update(path.relative_to(root).as_posix().encode())
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
+from stockclf.data.store import data_fingerprint
 
 
 def study_identity(params: Params, fingerprint: str) -> dict[str, Any]:

@@ -1,0 +1,2 @@
+"""Using a trained model outside the pipeline: load it, predict with it, describe it,
+export it."""
