@@ -9,10 +9,11 @@ import yaml
 from tune_fakes import COMPLETE, FAIL
 
 import stockclf.tuning.objective as objective_module
+from stockclf.data.store import data_fingerprint
 from stockclf.errors import StudyError
 from stockclf.pipeline.tune import TunePaths, run_tune
 from stockclf.training.module import StockClassifier
-from stockclf.tuning.identity import data_fingerprint, study_identity, study_name
+from stockclf.tuning.identity import study_identity, study_name
 from stockclf.tuning.lockfile import check_study_present
 
 
