@@ -94,3 +94,20 @@ def test_queued_experiments_run_and_are_listed(origin_and_clone) -> None:
                 test = data["metrics"]["reports/test_metrics.json"]["data"]
                 assert 0.0 <= test["model"]["f1_macro"] <= 1.0
     assert {2, 3} <= epochs_seen
+
+
+def test_the_model_artifact_is_fetched_by_name_and_predicts(
+    origin_and_clone, tmp_path: Path
+) -> None:
+    """The model registry path: `dvc artifacts get` of a pushed repository, into an empty
+    folder with neither git nor DVC, gives a model that `stockclf predict` uses."""
+    origin, _ = origin_and_clone
+    empty = tmp_path / "user"
+    empty.mkdir()
+    sh("dvc", "artifacts", "get", str(origin), "stock-classifier", cwd=empty)
+    assert sorted(p.name for p in (empty / "models").iterdir()) == ["best.ckpt", "card.md"]
+    assert (empty / "models/best.ckpt").read_bytes() == (origin / "models/best.ckpt").read_bytes()
+    done = sh("stockclf", "predict", "--data", str(origin / "data/sample"), "--json", cwd=empty)
+    out = json.loads(done.stdout)
+    assert [p["symbol"] for p in out["predictions"]] == ["NASDAQ", "SP500"]
+    assert {p["predicted"] for p in out["predictions"]} <= {"down", "flat", "up"}

@@ -170,3 +170,11 @@ def test_model_card_says_what_the_model_was_trained_on(pipeline_repo: Path) -> N
     for split in ("train", "val", "test"):
         assert f"| {split} | {len(load_split(pipeline_repo / 'data/prepared', split))} |" in card
     assert "stockclf predict --data" in card and "load_classifier" in card
+
+
+def test_the_predict_benchmark_runs_and_predicts_every_symbol() -> None:
+    from benchmarks.predict import measure
+
+    times = measure(n_symbols=3, n_days=120)
+    assert set(times) == {"command_s", "load_s", "read_and_predict_s"}
+    assert all(0 < v < 300 for v in times.values())
