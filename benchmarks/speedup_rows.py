@@ -8,10 +8,8 @@ per option. The row function returns every run's seconds per step and the compil
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +25,7 @@ from benchmarks.training_rows import (
     setup,
 )
 from stockclf.training.run import resolve_precision
+from stockclf.tuning.processes import environment
 
 
 def compiled_case(s: Setup, channels_last: bool) -> tuple[Callable[[], float], float]:
@@ -43,17 +42,6 @@ def compiled_case(s: Setup, channels_last: bool) -> tuple[Callable[[], float], f
     return (lambda: raw_loop_seconds(s, module)), first_two
 
 
-@contextlib.contextmanager
-def environment_variable(name: str, value: str) -> Iterator[None]:
-    saved = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if saved is None:
-            del os.environ[name]
-        else:
-            os.environ[name] = saved
 
 
 #: The compiled cases: name -> whether on top of channels_last.
@@ -126,7 +114,7 @@ def compiled_cases(ctx: Context, s: Setup) -> tuple[dict, dict[str, float], dict
     failures: dict[str, str] = {}
     # A cold compile, as a user's first run pays it: an earlier run's on-disk cache
     # (inductor's default, in /tmp) would cut it from about a minute to a few seconds.
-    with environment_variable("TORCHINDUCTOR_CACHE_DIR", str(ctx.workdir / "inductor")):
+    with environment({"TORCHINDUCTOR_CACHE_DIR": str(ctx.workdir / "inductor")}):
         for name, channels_last in COMPILED.items():
             try:
                 cases[name], seconds[name] = compiled_case(s, channels_last)

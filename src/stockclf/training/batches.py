@@ -4,7 +4,8 @@ A ``DataLoader`` over a ``TensorDataset`` does Python work per *sample*: the sam
 each index, the dataset returns each row, and ``default_collate`` stacks them again. Here a
 batch is ``X.index_select(0, idx)`` with ``idx`` a slice of one permutation drawn per epoch,
 so the hot loop does the same small amount of Python work whatever the batch size
-(``python -m benchmarks``, row 3, measures the data path against the model).
+(``python -m benchmarks`` measures the data path against the model:
+``data_path_headroom`` in ``benchmarks/training_rows.py``).
 
 Where the data live is :func:`place_split`'s decision: on the GPU when the split fits, so a
 batch never crosses the bus; otherwise in pinned host memory, gathered into pinned buffers
