@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,19 @@ def child_env() -> dict[str, str]:
     one OpenMP thread, since tiny models train far slower when processes compete for the
     cores, and no progress bars in the captured output."""
     return {**os.environ, "OMP_NUM_THREADS": "1", "STOCKCLF_QUIET": "1"}
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``stockclf ARGS`` in a fresh interpreter (as a user runs it), in ``cwd``, output
+    captured, with :func:`child_env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "stockclf.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=timeout,
+    )
 
 
 def synthetic_split(rng: np.random.Generator, n: int, channels: int, length: int) -> SplitData:

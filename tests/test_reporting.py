@@ -2,13 +2,12 @@ import io
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
+from helpers import run_cli
 from matplotlib.image import imread
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
@@ -107,12 +106,6 @@ def test_study_summary_values(synthetic_study) -> None:
     text = format_summary(s)
     assert f"best trial #{s['best_trial']}" in text and "fANOVA" in text
     assert "6 complete, 2 pruned, 0 failed" in text
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "stockclf.cli", *args], cwd=cwd, capture_output=True, text=True
-    )
 
 
 def test_cli_study_show_json_and_errors(synthetic_study, tmp_path) -> None:

@@ -4,8 +4,6 @@ import itertools
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,7 +12,7 @@ import optuna
 import pytest
 import tune_fakes
 import yaml
-from helpers import child_env
+from helpers import run_cli
 from tune_fakes import COMPLETE, FAIL, WAITING
 
 from stockclf.pipeline.tune import TunePaths, run_tune
@@ -116,11 +114,8 @@ def test_tune_worker_command_joins_the_stage_study(
     more = yaml.safe_load((tmp_path / "params.yaml").read_text())
     more["tune"]["n_trials"] = 3  # not part of the study's identity: the same study
     (tmp_path / "more.yaml").write_text(yaml.safe_dump(more))
-    cmd = [sys.executable, "-m", "stockclf.cli", "tune", "worker", "--params", "more.yaml"]
-    cmd += ["--prepared", str(tiny_prepared), "--out", "elsewhere"]
-    done = subprocess.run(
-        cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=child_env()
-    )
+    args = ["tune", "worker", "--params", "more.yaml", "--prepared", str(tiny_prepared)]
+    done = run_cli(*args, "--out", "elsewhere", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"study {name}: 3 of 3 trials finished (done), 0 failed" in done.stdout
     assert (

@@ -6,30 +6,18 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import child_env
+from helpers import run_cli
 
 from stockclf import load_classifier
 from stockclf.data.store import data_fingerprint, load_meta, load_split
 from stockclf.inference.checkpoint import CheckpointError
 from stockclf.training.record import CHECKPOINT_KEY
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stockclf.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        timeout=300,
-    )
 
 
 def test_a_missing_garbage_or_foreign_checkpoint_is_one_clear_error(tmp_path: Path) -> None:
@@ -73,7 +61,7 @@ def test_predict_on_prices_uses_the_prepare_code_path(pipeline_repo: Path) -> No
     its prediction equals train_best's for that symbol and date."""
     rows = _predictions(pipeline_repo)
     row = rows.iloc[len(rows) // 2]
-    done = cli(
+    done = run_cli(
         "predict", "--data", "data/sample", "--date", row["date"], "--json", cwd=pipeline_repo
     )
     assert done.returncode == 0, done.stderr
@@ -85,7 +73,9 @@ def test_predict_on_prices_uses_the_prepare_code_path(pipeline_repo: Path) -> No
     assert mine["date"] == row["date"] and mine["predicted"] == row["model"]
     assert sum(mine[f"p_{c}"] for c in out["classes"]) == pytest.approx(1.0, abs=1e-6)
 
-    latest = json.loads(cli("predict", "--data", "data/sample", "--json", cwd=pipeline_repo).stdout)
+    latest = json.loads(
+        run_cli("predict", "--data", "data/sample", "--json", cwd=pipeline_repo).stdout
+    )
     for p in latest["predictions"]:
         with (pipeline_repo / "data/sample" / f"{p['symbol']}.csv").open() as fh:
             last = list(csv.reader(fh))[-1][0]
@@ -97,7 +87,7 @@ def test_predict_npz_with_labels_prints_the_accuracy(pipeline_repo: Path, tmp_pa
     test = load_split(pipeline_repo / "data/prepared", "test")
     np.savez(tmp_path / "test.npz", X=np.asarray(test.X), y=np.asarray(test.y))
     model = str(pipeline_repo / "models/best.ckpt")
-    done = cli("predict", "--data", "test.npz", "--model", model, "--json", cwd=tmp_path)
+    done = run_cli("predict", "--data", "test.npz", "--model", model, "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     rows = _predictions(pipeline_repo)
@@ -105,7 +95,7 @@ def test_predict_npz_with_labels_prints_the_accuracy(pipeline_repo: Path, tmp_pa
     assert [p["predicted"] for p in out["predictions"]] == list(rows["model"])
 
     np.savez(tmp_path / "unlabelled.npz", X=np.asarray(test.X)[:5])
-    out = cli(
+    out = run_cli(
         "predict", "--data", "unlabelled.npz", "--model", model, "--out", "p.csv", cwd=tmp_path
     )
     assert out.returncode == 0, out.stderr
@@ -128,7 +118,7 @@ def test_predict_refuses_bad_input_and_writes_nothing(
     pipeline_repo: Path, args: list[str], message: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "p.csv"
-    done = cli("predict", "--data", "data/sample", *args, "--out", str(out), cwd=pipeline_repo)
+    done = run_cli("predict", "--data", "data/sample", *args, "--out", str(out), cwd=pipeline_repo)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
     assert not out.exists()
@@ -140,18 +130,18 @@ def test_predict_refuses_input_the_model_was_not_trained_on(
 ) -> None:
     model = str(pipeline_repo / "models/best.ckpt")
     np.savez(tmp_path / "long.npz", X=np.zeros((4, 3, 32), np.float32))
-    done = cli("predict", "--data", "long.npz", "--model", model, cwd=tmp_path)
+    done = run_cli("predict", "--data", "long.npz", "--model", model, cwd=tmp_path)
     assert done.returncode == 2
     assert "windows of shape (3, 32) (channels, length), but" in done.stderr
     assert "trained on 3 channels x 16 days" in done.stderr
     np.savez(tmp_path / "four.npz", X=np.zeros((4, 3, 16), np.float32), y=np.arange(4))
-    done = cli("predict", "--data", "four.npz", "--model", model, cwd=tmp_path)
+    done = run_cli("predict", "--data", "four.npz", "--model", model, cwd=tmp_path)
     assert done.returncode == 2 and "'y' has class ids up to 3, but" in done.stderr
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "X.csv").write_text(
         "Date,Open,High,Low,Close,Volume\n2020-01-02,1,2,0.5,x,10\n"
     )
-    done = cli("predict", "--data", "bad", "--model", model, cwd=tmp_path)
+    done = run_cli("predict", "--data", "bad", "--model", model, cwd=tmp_path)
     assert done.returncode == 2 and "X.csv: line 2, column 'Close'" in done.stderr
 
 
