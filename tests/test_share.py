@@ -104,6 +104,13 @@ def test_the_model_artifact_is_fetched_by_name_and_predicts(
     origin, _ = origin_and_clone
     empty = tmp_path / "user"
     empty.mkdir()
+    # nothing is registered yet: DVC finds versions of an artifact by their git tags
+    unregistered = sh(
+        "dvc", "artifacts", "get", str(origin), "stock-classifier", cwd=empty, check=False
+    )
+    assert unregistered.returncode != 0 and "Unable to find artifact" in unregistered.stderr
+    # a registered version is an annotated tag NAME@vX.Y.Z (what `gto register` writes)
+    sh("git", "tag", "-a", "stock-classifier@v1.0.0", "-m", "register v1.0.0", cwd=origin)
     sh("dvc", "artifacts", "get", str(origin), "stock-classifier", cwd=empty)
     assert sorted(p.name for p in (empty / "models").iterdir()) == ["best.ckpt", "card.md"]
     assert (empty / "models/best.ckpt").read_bytes() == (origin / "models/best.ckpt").read_bytes()

@@ -47,18 +47,7 @@ class LabelledArrays:
 def load_npz(path: Path) -> LabelledArrays:
     """Read and validate one ``.npz`` source (see the module docstring for its keys)."""
     path = Path(path)
-    arrays = _read_arrays(path)
-    missing = [k for k in REQUIRED_KEYS if k not in arrays]
-    if missing:
-        raise DataError(
-            f"{path}: missing array(s) {', '.join(missing)}; found: {', '.join(sorted(arrays))}"
-        )
-    unknown = sorted(set(arrays) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
-    if unknown:
-        raise DataError(
-            f"{path}: unknown array(s) {', '.join(unknown)}; allowed: "
-            f"{', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)}"
-        )
+    arrays = _read_arrays(path, REQUIRED_KEYS)
     X = _windows(path, arrays["X"])
     y = _labels(path, arrays["y"], len(X))
     classes = _classes(path, arrays.get("classes"), y)
@@ -70,15 +59,7 @@ def load_windows(path: Path) -> tuple[np.ndarray, np.ndarray | None, list[str] |
     """Windows to predict on, checked as :func:`load_npz` checks them: ``X``, and ``y`` and
     ``classes`` when present (``split`` is allowed and ignored). Returns ``(X, y, classes)``."""
     path = Path(path)
-    arrays = _read_arrays(path)
-    if "X" not in arrays:
-        raise DataError(f"{path}: missing array X; found: {', '.join(sorted(arrays))}")
-    unknown = sorted(set(arrays) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
-    if unknown:
-        raise DataError(
-            f"{path}: unknown array(s) {', '.join(unknown)}; allowed: "
-            f"{', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)}"
-        )
+    arrays = _read_arrays(path, ("X",))
     X = _windows(path, arrays["X"])
     y = _labels(path, arrays["y"], len(X)) if "y" in arrays else None
     classes = None
@@ -87,7 +68,24 @@ def load_windows(path: Path) -> tuple[np.ndarray, np.ndarray | None, list[str] |
     return X, y, classes
 
 
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+def _read_arrays(path: Path, required: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The file's arrays, with ``required`` present and no key outside the known ones."""
+    arrays = _load_arrays(path)
+    missing = [k for k in required if k not in arrays]
+    if missing:
+        raise DataError(
+            f"{path}: missing array(s) {', '.join(missing)}; found: {', '.join(sorted(arrays))}"
+        )
+    unknown = sorted(set(arrays) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+    if unknown:
+        raise DataError(
+            f"{path}: unknown array(s) {', '.join(unknown)}; allowed: "
+            f"{', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)}"
+        )
+    return arrays
+
+
+def _load_arrays(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         what = "is not a file" if path.exists() else "file not found"
         raise DataError(f"{path}: {what}; data.source names an .npz file here")
