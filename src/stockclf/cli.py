@@ -49,6 +49,12 @@ def _predict(args: argparse.Namespace) -> None:
         print(as_json(result, clf) if args.json else as_text(result, clf))
 
 
+def _export(args: argparse.Namespace) -> None:
+    from stockclf.inference.export import export_model
+
+    print(export_model(args.model, args.out, args.format).summary())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stockclf", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,6 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
     shown.add_argument("--out", type=Path, help="write a CSV instead of printing")
     shown.add_argument("--json", action="store_true", help="print one JSON object")
     pred.set_defaults(func=_predict)
+
+    export = sub.add_parser(
+        "export", help="the model as one file that runs without stockclf or torch (docs/export.md)"
+    )
+    export.add_argument("--format", default="onnx", help="onnx, the one format (default)")
+    export.add_argument("--model", default=Path("models/best.ckpt"), type=Path)
+    # not under models/: that folder is train_best's DVC output, and a file added to it
+    # makes `dvc repro` retrain the model (and delete the file)
+    export.add_argument(
+        "--out", default=Path("exports/model.onnx"), type=Path, help="default: %(default)s"
+    )
+    export.set_defaults(func=_export)
     return parser
 
 
