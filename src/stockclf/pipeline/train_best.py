@@ -31,7 +31,8 @@ class TrainBestPaths:
     prepared: Path  # the prepare stage's output
     model_dir: Path  # the best checkpoint, shared through the DVC remote
     live_dir: Path  # dvclive training curves
-    metrics: Path  # test metrics of the model and the baselines (a DVC metrics file)
+    metrics: Path  # test metrics of the model and the baselines (details: a plain output;
+    # visualize puts each test macro F1 in the headline metrics)
     predictions: Path  # per-sample test predictions of model and baselines (also the
     # source of DVC's confusion plot)
 

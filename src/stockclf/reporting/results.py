@@ -152,7 +152,9 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def write_results(results: Results, bootstrap: Path, backtest: Path, equity: Path) -> None:
-    """The two DVC metrics files and the equity-curve TSV (a DVC plot)."""
+    """The interval and backtest files and the equity-curve TSV (a DVC plot). The two JSON
+    files are details, plain stage outputs: ``dvc exp show`` compares the few headline
+    numbers drawn from them (:func:`stockclf.pipeline.visualize.headline_metrics`)."""
     _write_json(bootstrap, results.uncertainty)
     _write_json(backtest, results.backtest)
     with atomic_file(equity) as tmp, tmp.open("w", newline="") as fh:
