@@ -19,7 +19,9 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -39,6 +41,17 @@ TUNABLE: dict[str, str] = {
     "batch_size": "train",
     "weight_decay": "train",
     "aux_loss_weight": "model",
+    # the model itself, and the recipe
+    "backbone": "model",
+    "encodings": "model",
+    "image_size": "model",
+    "mtf_bins": "model",
+    "raw_branch": "model",
+    "label_smoothing": "train",
+    "mixup_alpha": "train",
+    "class_weights": "train",
+    "warmup_epochs": "train",
+    "early_stopping_patience": "train",
 }
 
 
@@ -163,6 +176,21 @@ class CategoricalRange(_Strict):
     choices: list[Any] = Field(min_length=1)
 
 
+def _range_kind(value: Any) -> str:
+    """Which range a written mapping is, from its keys: with ``choices`` it is categorical,
+    otherwise low/high. Only that one is validated, so an error names what is wrong with
+    the range as written instead of every way it could have been another kind."""
+    if isinstance(value, BaseModel):
+        return type(value).__name__
+    return "CategoricalRange" if isinstance(value, dict) and "choices" in value else "FloatRange"
+
+
+Range = Annotated[
+    Annotated[FloatRange, Tag("FloatRange")] | Annotated[CategoricalRange, Tag("CategoricalRange")],
+    Discriminator(_range_kind),
+]
+
+
 class TuneParams(_Strict):
     n_trials: int = Field(6, ge=1)
     timeout: float | None = Field(None, gt=0)
@@ -178,7 +206,10 @@ class TuneParams(_Strict):
     heartbeat_interval: int = Field(60, ge=1)  # seconds between a running trial's heartbeats
     grace_period: int = Field(180, ge=2)  # seconds without a heartbeat before a trial is stale
     max_retry: int = Field(2, ge=0)  # re-runs of a trial whose worker died or was stopped
-    parameter_ranges: dict[str, FloatRange | CategoricalRange] = Field(min_length=1)
+    parameter_ranges: dict[str, Range] = Field(min_length=1)
+    # Trial 0 of a new study is params.yaml's own point (each searched name at its value
+    # there, where that lies in the range), so the defaults are always measured.
+    warm_start: bool = True
 
     @field_validator("storage")
     @classmethod
@@ -197,6 +228,12 @@ class TuneParams(_Strict):
                 f"parameter_ranges names {unknown}, which map to no training param; "
                 f"tunable names are {sorted(TUNABLE)}"
             )
+        for name, spec in self.parameter_ranges.items():
+            if isinstance(spec, FloatRange) and not tunable_is_numeric(name):
+                raise ValueError(
+                    f"parameter_ranges.{name}: {name} is not a number, so it takes "
+                    "choices: [...], not low/high"
+                )
         if self.grace_period <= self.heartbeat_interval:
             raise ValueError(
                 f"grace_period ({self.grace_period}) must be longer than heartbeat_interval "
@@ -251,10 +288,19 @@ class Params(_Strict):
         return validate_params(data, "<overrides>")
 
 
+def _tunable_type(name: str) -> Any:
+    owner = {"model": ModelParams, "train": TrainParams}[TUNABLE[name]]
+    return owner.model_fields[name].annotation
+
+
 def tunable_is_int(name: str) -> bool:
     """Whether a tunable name is an integer param (searched with ``suggest_int``)."""
-    owner = {"model": ModelParams, "train": TrainParams}[TUNABLE[name]]
-    return owner.model_fields[name].annotation is int
+    return _tunable_type(name) is int
+
+
+def tunable_is_numeric(name: str) -> bool:
+    """Whether a tunable name takes a low/high range (an int or float param)."""
+    return _tunable_type(name) in (int, float)
 
 
 #: Keys that older params files have and this version does not, with what to do instead.

@@ -23,6 +23,7 @@ from stockclf.tuning.outputs import (
     write_trials_csv,
 )
 from stockclf.tuning.runner import run_trials, worker_spec
+from stockclf.tuning.space import check_space, enqueue_defaults
 from stockclf.tuning.study import open_tuning_study
 from stockclf.tuning.worker import Callback
 
@@ -67,11 +68,13 @@ def run_tune(
     trial of an in-process worker (``n_jobs: 1``).
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    check_space(params)
     identity, name = identify(params, paths.prepared)
     url = params.tune.storage
     study, storage = open_tuning_study(params, name, url, paths.study_db)
     for key, value in (("identity", identity), ("metric", params.tune.metric)):
         study.set_user_attr(key, json.loads(json.dumps(value, default=str)))
+    enqueue_defaults(study, params)
     spec = worker_spec(params, paths.prepared, paths.trials, study, url, train_fn)
     outcome = run_trials(spec, study, storage, params.tune.n_jobs, callbacks)
     prune_checkpoints(study, paths.trials, params.tune.keep_top_k)

@@ -18,6 +18,7 @@ from stockclf.config import Params
 from stockclf.files import atomic_file, write_json
 from stockclf.storage_url import redact, same_file, storage_file
 from stockclf.tuning.snapshot import write_snapshot
+from stockclf.tuning.space import from_trial
 from stockclf.tuning.trials import FINISHED
 
 #: Significant digits of a float in best_params.yaml (see :func:`lock_safe`).
@@ -68,7 +69,8 @@ def study_summary(study: optuna.Study) -> dict[str, Any]:
 def write_best_params(study: optuna.Study, params: Params, path: Path) -> None:
     """The best trial's searched names only, with the value types training expects."""
     best = best_trial(study)
-    best_params = {k: lock_safe(best.params[k]) for k in params.tune.parameter_ranges}
+    values = from_trial(params.tune, best.params)
+    best_params = {k: lock_safe(v) for k, v in values.items()}
     with atomic_file(path) as tmp:
         tmp.write_text(yaml.safe_dump(best_params, sort_keys=True), encoding="utf-8")
 

@@ -78,7 +78,11 @@ class Worker:
 
     def run(self) -> str:
         """Work until there is nothing left; return why: done, timeout or failures."""
-        first = len(self.study.get_trials(deepcopy=False))
+        # This run's trials: those created from now on, and those queued before it and not
+        # yet run (params.yaml's trial 0, retries), which this run will run.
+        trials = self.study.get_trials(deepcopy=False)
+        waiting = [t.number for t in trials if t.state == optuna.trial.TrialState.WAITING]
+        first = min([len(trials), *waiting])
         while True:
             self.stops.check()
             if self.spec.deadline is not None and time.time() >= self.spec.deadline:
