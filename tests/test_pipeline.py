@@ -76,24 +76,65 @@ def test_outputs_and_metrics_are_sane(pipeline_repo: Path) -> None:
     assert len(rows) == test["n_test"] + 1
 
 
-def test_exp_show_lists_params_and_metrics(pipeline_repo: Path) -> None:
-    shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=pipeline_repo).stdout)
-    text = json.dumps(shown)
-    for needle in (
-        "n_trials",
-        "tuning/best_params.yaml",
-        "lr_head",
+def _leaves(data: object, prefix: str = "") -> list[str]:
+    """A metrics file's columns as `dvc exp show` names them: one per leaf, dotted keys."""
+    if isinstance(data, dict):
+        return [c for k, v in data.items() for c in _leaves(v, f"{prefix}{k}.")]
+    return [prefix[:-1]]
+
+
+def test_exp_show_lists_params_and_the_headline_metrics(pipeline_repo: Path) -> None:
+    """The one metrics file gives at most 25 columns (118 before the details moved out); the
+    details files are there, and DVC lists none of them as metrics."""
+    shown = json.loads(sh("dvc", "metrics", "show", "--json", cwd=pipeline_repo).stdout)
+    files = shown["workspace"]["data"]
+    assert set(files) == {"reports/metrics.json"}
+    headline = json.loads((pipeline_repo / "reports/metrics.json").read_text())
+    assert files["reports/metrics.json"]["data"] == headline
+    names = _leaves(headline)
+    assert 15 <= len(names) <= 25, names
+    assert "best_val_f1" in names and "model_gain.ci_low" in names
+    assert "backtest.buy_and_hold.sharpe" in names and "test_f1.minirocket" in names
+    details = (
+        "reports/prepare.json",
+        "tuning/metrics.json",
         "reports/test_metrics.json",
-        "f1_macro",
-        "best_value",
         "reports/bootstrap.json",
-        "f1_macro_ci_low",
-        "model_gain_ci_high",
         "reports/backtest.json",
-        "sharpe",
-        "cost_bps",
-    ):
+    )
+    for path in details:
+        assert json.loads((pipeline_repo / path).read_text()), path
+    # the headline copies its numbers from the details
+    tune = json.loads((pipeline_repo / "tuning/metrics.json").read_text())
+    test = json.loads((pipeline_repo / "reports/test_metrics.json").read_text())
+    boot = json.loads((pipeline_repo / "reports/bootstrap.json").read_text())
+    back = json.loads((pipeline_repo / "reports/backtest.json").read_text())
+    assert headline["best_val_f1"] == tune["best_value"]
+    assert headline["n_complete"] == tune["n_complete"]
+    for name in PREDICTORS:
+        assert headline["test_f1"][name] == pytest.approx(test[name]["f1_macro"])
+    gain = boot[headline["model_gain"]["baseline"]]
+    assert headline["model_gain"]["ci_low"] == gain["model_gain_ci_low"]
+    assert headline["backtest"]["buy_and_hold"]["sharpe"] == back["buy_and_hold"]["sharpe"]
+
+    exp = json.loads(sh("dvc", "exp", "show", "--json", cwd=pipeline_repo).stdout)
+    text = json.dumps(exp)
+    for needle in ("n_trials", "tuning/best_params.yaml", "lr_head", "reports/metrics.json"):
         assert needle in text, needle
+    for metrics in _exp_metrics(exp):
+        assert set(metrics) == {"reports/metrics.json"}
+
+
+def _exp_metrics(shown: list[dict]) -> list[dict]:
+    """The ``metrics`` of every row of `dvc exp show --json` that has any."""
+    rows = []
+    for commit in shown:
+        for rev in [commit, *(r for e in commit.get("experiments") or [] for r in e["revs"])]:
+            metrics = (rev.get("data") or {}).get("metrics")
+            if metrics:
+                rows.append(metrics)
+    assert rows, "no row of dvc exp show has metrics"
+    return rows
 
 
 def test_figures_are_readable_pngs(pipeline_repo: Path) -> None:

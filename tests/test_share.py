@@ -91,8 +91,8 @@ def test_queued_experiments_run_and_are_listed(origin_and_clone) -> None:
             for rev in exp.get("revs", []):
                 data = rev.get("data", {})
                 epochs_seen.add(data["params"]["params.yaml"]["data"]["train"]["max_epochs"])
-                test = data["metrics"]["reports/test_metrics.json"]["data"]
-                assert 0.0 <= test["model"]["f1_macro"] <= 1.0
+                headline = data["metrics"]["reports/metrics.json"]["data"]
+                assert 0.0 <= headline["test_f1"]["model"] <= 1.0
     assert {2, 3} <= epochs_seen
 
 
