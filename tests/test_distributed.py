@@ -55,7 +55,8 @@ def test_train_best_ddp_two_cpu_processes(
     assert done.stdout.count("test macro F1") == 5, done.stdout  # the model and 4 baselines
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_test"] == 96 and 0.0 <= metrics["model"]["f1_macro"] <= 1.0
-    assert sorted(p.name for p in (out / "models").iterdir()) == ["best.ckpt"]
+    # the checkpoint and its model card, each written once by rank 0
+    assert sorted(p.name for p in (out / "models").iterdir()) == ["best.ckpt", "card.md"]
     assert len((out / "predictions.csv").read_text().splitlines()) == 96 + 1  # written once
     state = torch.load(out / "models" / "best.ckpt", map_location="cpu", weights_only=True)
     module = StockClassifier(params.model, params.train, in_channels=2, num_classes=3)
