@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from stockclf.errors import run_main
 
@@ -73,7 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
     show.add_argument("--study-info", default="tuning/study.json", help="tune stage's study record")
     show.set_defaults(func=_study_show)
+    _add_worker(sub)
+    _add_predict(sub)
+    _add_export(sub)
+    return parser
 
+
+def _add_worker(sub: Any) -> None:
     tune = sub.add_parser("tune", help="tuning workers").add_subparsers(
         dest="action", required=True
     )
@@ -94,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--jobs", type=int, help="worker processes (default: tune.n_jobs)")
     worker.set_defaults(func=_tune_worker)
 
+
+def _add_predict(sub: Any) -> None:
     pred = sub.add_parser(
         "predict", help="class probabilities of the window ending on a date, per symbol"
     )
@@ -109,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     shown.add_argument("--json", action="store_true", help="print one JSON object")
     pred.set_defaults(func=_predict)
 
+
+def _add_export(sub: Any) -> None:
     export = sub.add_parser(
         "export", help="the model as one file that runs without stockclf or torch (docs/export.md)"
     )
@@ -120,7 +131,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default=Path("exports/model.onnx"), type=Path, help="default: %(default)s"
     )
     export.set_defaults(func=_export)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> None:

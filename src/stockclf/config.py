@@ -210,6 +210,9 @@ class TuneParams(_Strict):
     # Trial 0 of a new study is params.yaml's own point (each searched name at its value
     # there, where that lies in the range), so the defaults are always measured.
     warm_start: bool = True
+    # A new study starts from the comparable finished trials of an earlier one in the same
+    # storage: "previous" (the newest measured the same way), a study name, or null.
+    warm_start_from: str | None = None
 
     @field_validator("storage")
     @classmethod

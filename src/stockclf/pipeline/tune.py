@@ -25,6 +25,7 @@ from stockclf.tuning.outputs import (
 from stockclf.tuning.runner import run_trials, worker_spec
 from stockclf.tuning.space import check_space, enqueue_defaults
 from stockclf.tuning.study import open_tuning_study
+from stockclf.tuning.warm_start import carry_trials
 from stockclf.tuning.worker import Callback
 
 
@@ -74,6 +75,7 @@ def run_tune(
     study, storage = open_tuning_study(params, name, url, paths.study_db)
     for key, value in (("identity", identity), ("metric", params.tune.metric)):
         study.set_user_attr(key, json.loads(json.dumps(value, default=str)))
+    carry_trials(study, storage, params, identity)
     enqueue_defaults(study, params)
     spec = worker_spec(params, paths.prepared, paths.trials, study, url, train_fn)
     outcome = run_trials(spec, study, storage, params.tune.n_jobs, callbacks)
