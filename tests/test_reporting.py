@@ -38,7 +38,15 @@ from stockclf.tuning.storage import (
 
 CLASSES = ["down", "flat", "up"]
 
-PLOTS = ["optimization_history", "param_importances", "parallel_coordinate", "slice", "contour"]
+PLOTS = [
+    "optimization_history",
+    "param_importances",
+    "parallel_coordinate",
+    "slice",
+    "contour",
+    "intermediate_values",
+    "timeline",
+]
 
 
 def assert_real_png(path: Path, size: tuple[int, int]) -> None:

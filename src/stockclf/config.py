@@ -253,6 +253,8 @@ class VisualizeParams(_Strict):
             "parallel_coordinate",
             "slice",
             "contour",
+            "intermediate_values",
+            "timeline",
         ]
     )
     dpi: int = Field(100, ge=30, le=600)

@@ -81,6 +81,8 @@ PLOTS = Registry(
             "parallel_coordinate",
             "slice",
             "contour",
+            "intermediate_values",
+            "timeline",
         )
     },
 )

@@ -53,6 +53,13 @@ PARALLEL_COORDINATE = PlotKind(
     lambda study, target: ovm.plot_parallel_coordinate(study, target_name=target),
 )
 SLICE = PlotKind("Slice plot", lambda study, target: ovm.plot_slice(study, target_name=target))
+# Where pruning cut: each trial's per-epoch validation value, pruned trials ending early.
+INTERMEDIATE_VALUES = PlotKind(
+    "Per-epoch value of every trial (pruned trials stop early)",
+    lambda study, target: ovm.plot_intermediate_values(study),
+)
+# How busy the workers were: one bar per trial from its start to its end, by state.
+TIMELINE = PlotKind("Timeline of the trials", lambda study, target: ovm.plot_timeline(study))
 CONTOUR = PlotKind(
     "Contour of the two most important parameters",
     lambda study, target: ovm.plot_contour(study, params=top_params(study), target_name=target),
@@ -64,6 +71,8 @@ OPTUNA_TITLES = {
     "Parallel Coordinate Plot",
     "Slice Plot",
     "Contour Plot",
+    "Intermediate Values Plot",
+    "Timeline Plot",
 }
 FIGSIZE = (10.0, 6.0)  # inches, every plot but the slice plot
 SLICE_PANEL_WIDTH = 3.2  # inches per param in the slice plot (Optuna's own choice)
