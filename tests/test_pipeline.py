@@ -63,6 +63,8 @@ def test_outputs_and_metrics_are_sane(pipeline_repo: Path) -> None:
             "parallel_coordinate.png",
             "slice.png",
             "contour.png",
+            "intermediate_values.png",
+            "timeline.png",
             "training_curves.png",
             "confusion_matrix.png",
             "f1_intervals.png",
@@ -149,6 +151,8 @@ def test_figures_are_readable_pngs(pipeline_repo: Path) -> None:
         "parallel_coordinate": (600, 1000),
         "slice": (600, slice_width),
         "contour": (600, 1000),
+        "intermediate_values": (600, 1000),
+        "timeline": (600, 1000),
         "training_curves": (400, 1000),
         "confusion_matrix": (450, 500),
         "f1_intervals": (round(100 * (0.8 * len(PREDICTORS) + 1.8)), 900),  # 0.8 in a row
