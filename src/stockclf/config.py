@@ -153,6 +153,22 @@ class TrainParams(_Strict):
     precision: Literal["auto", "32", "16-mixed", "bf16-mixed"] = "auto"
     channels_last: bool = True
     max_train_batches: int | None = Field(None, ge=1)
+    # Where every run (each trial and train_best) writes its curves: dvclive always, since
+    # dvc plots, the training-curve figure and the trial records read its files;
+    # "tensorboard" adds event files of the same scalars beside them.
+    loggers: list[Literal["dvclive", "tensorboard"]] = Field(default_factory=lambda: ["dvclive"])
+
+    @field_validator("loggers")
+    @classmethod
+    def _dvclive_kept(cls, value: list[str]) -> list[str]:
+        if "dvclive" not in value:
+            raise ValueError(
+                "dvclive is required: dvc plots and reports/figures read its files; "
+                "for TensorBoard too, write [dvclive, tensorboard]"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError(f"loggers repeated: {value}")
+        return value
 
 
 class FloatRange(_Strict):

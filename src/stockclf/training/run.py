@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +13,11 @@ import lightning as L
 import numpy as np
 import torch
 from dvclive.lightning import DVCLiveLogger
-from lightning.pytorch.callbacks import Callback
+from dvclive.utils import standardize_metric_name
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from stockclf.config import Params, TrainParams
 from stockclf.data.store import load_meta, load_split
@@ -94,6 +99,49 @@ def kept_epoch_checkpoint(
     )
 
 
+#: The folder of a run's TensorBoard event files, inside its dvclive directory: a trial's
+#: are ``<trials>/trial_NNNN/tensorboard/``, so ``tensorboard --logdir tuning/trials``
+#: shows every trial as a run of its own.
+TENSORBOARD_DIR = "tensorboard"
+
+
+class TensorBoardLogger(LightningTensorBoardLogger):
+    """TensorBoard event files whose scalars carry dvclive's names (``val_f1`` ->
+    ``val/f1``, ``lr-AdamW/head`` as it is): both records of a run read the same, and
+    TensorBoard groups the scalars by split."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        named = {standardize_metric_name(k, "dvclive.lightning"): v for k, v in metrics.items()}
+        super().log_metrics(named, step)
+
+
+def run_loggers(names: Sequence[str], live_dir: str | Path) -> list[Logger]:
+    """One logger per name of ``train.loggers``, writing under ``live_dir``. dvclive's files
+    are what ``dvc plots`` and the figures read. A TensorBoard folder left by an earlier
+    run in the same place is removed first, as dvclive removes its own files, so that
+    TensorBoard shows this run alone."""
+    loggers: list[Logger] = []
+    for name in names:
+        if name == "dvclive":
+            loggers.append(
+                DVCLiveLogger(dir=os.fspath(live_dir), dvcyaml=False, save_dvc_exp=False)
+            )
+        elif name == "tensorboard":
+            if rank_zero_only.rank == 0:
+                shutil.rmtree(Path(live_dir) / TENSORBOARD_DIR, ignore_errors=True)
+            # version "": the events directly in the folder, not in a version_N below it;
+            # no hp_metric: it would be a scalar of -1 that nothing measured
+            loggers.append(
+                TensorBoardLogger(
+                    os.fspath(live_dir), name=TENSORBOARD_DIR, version="", default_hp_metric=False
+                )
+            )
+        else:
+            raise ValueError(f"unknown logger {name!r}")
+    return loggers
+
+
 def train_model(
     params: Params,
     prepared_dir: str | Path,
@@ -130,10 +178,11 @@ def train_model(
     checkpoint = kept_epoch_checkpoint(checkpoint_dir, monitor, mode)
     all_callbacks: list[Callback] = [
         TieBreakEarlyStopping(monitor, mode=mode, patience=budget.patience),
+        # each parameter group's learning rate at the start of every epoch, to every logger
+        LearningRateMonitor(logging_interval="epoch"),
         *callbacks,
         *([checkpoint] if checkpoint is not None else []),
     ]
-    logger = DVCLiveLogger(dir=os.fspath(live_dir), dvcyaml=False, save_dvc_exp=False)
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=params.train.devices,
@@ -141,7 +190,7 @@ def train_model(
         precision=resolve_precision(params.train, accelerator),
         max_epochs=budget.epochs,
         limit_train_batches=params.train.max_train_batches or 1.0,
-        logger=logger,
+        logger=run_loggers(params.train.loggers, live_dir),
         callbacks=all_callbacks,
         enable_checkpointing=checkpoint is not None,
         enable_progress_bar=progress_bar,

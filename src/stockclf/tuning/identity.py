@@ -17,15 +17,16 @@ def study_identity(params: Params, fingerprint: str) -> dict[str, Any]:
     """Everything that makes two trials comparable: the search space, the training params
     it does not tune, the tuning budget and metric, and the data version.
 
-    ``n_trials``, ``timeout``, ``n_jobs``, the sampler and the pruner are left out on
-    purpose: changing them continues the same study.
+    ``n_trials``, ``timeout``, ``n_jobs``, the sampler, the pruner and ``train.loggers``
+    (where the curves are written, not what they are) are left out on purpose: changing
+    them continues the same study.
     """
     tuned = set(params.tune.parameter_ranges)
     model = {k: v for k, v in params.model.model_dump().items() if k not in tuned}
     train = {
         k: v
         for k, v in params.train.model_dump().items()
-        if k not in tuned and k not in ("max_epochs", "accelerator", "devices")
+        if k not in tuned and k not in ("max_epochs", "accelerator", "devices", "loggers")
     }
     return {
         "search_space": {
