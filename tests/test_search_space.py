@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
 import pytest
 import tune_fakes
 import yaml
@@ -13,6 +14,7 @@ from tune_fakes import COMPLETE
 from stockclf.config import ParamsError
 from stockclf.pipeline.train_best import TrainBestPaths, run_train_best
 from stockclf.pipeline.tune import TunePaths, run_tune
+from stockclf.tuning.samplers import make_sampler
 from stockclf.tuning.space import default_point, from_trial, label
 
 
@@ -147,3 +149,14 @@ def test_trials_of_different_architectures_tune_and_train_best(
         params, TrainBestPaths.under(tmp_path / "best", tiny_prepared, out.best_params), False
     )
     assert results is not None and 0.0 <= results["model"]["f1_macro"] <= 1.0
+
+
+def test_the_gaussian_process_sampler_runs_a_study(
+    make_params, tiny_prepared: Path, tmp_path: Path
+) -> None:
+    params = make_params({"tune": {"sampler": "gp", "n_trials": 4, "n_startup_trials": 2}})
+    summary = run_tune(params, TunePaths.under(tmp_path / "t", tiny_prepared), tune_fakes.quick)
+    assert summary["n_complete"] + summary["n_pruned"] == 4
+    assert isinstance(make_sampler(params.tune, 0, 0), optuna.samplers.GPSampler)
+    study = tune_fakes.load_only_study(params)
+    assert len({t.params["lr_head"] for t in study.trials}) == 4

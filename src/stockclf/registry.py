@@ -62,7 +62,10 @@ ENCODINGS = Registry(
 )
 SAMPLERS = Registry(
     "sampler",
-    {name: f"stockclf.tuning.samplers:{name}_sampler" for name in ("tpe", "random", "cmaes")},
+    {
+        name: f"stockclf.tuning.samplers:{name}_sampler"
+        for name in ("tpe", "random", "cmaes", "gp")
+    },
 )
 PRUNERS = Registry(
     "pruner",

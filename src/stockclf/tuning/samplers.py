@@ -32,6 +32,14 @@ def cmaes_sampler(tune: TuneParams, seed: int) -> optuna.samplers.BaseSampler:
     )
 
 
+def gp_sampler(tune: TuneParams, seed: int) -> optuna.samplers.BaseSampler:
+    """Gaussian-process Bayesian optimisation (Optuna 5); categorical params are sampled
+    independently, which it would otherwise warn about on every trial."""
+    return optuna.samplers.GPSampler(
+        seed=seed, n_startup_trials=tune.n_startup_trials, warn_independent_sampling=False
+    )
+
+
 def none_pruner(tune: TuneParams) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
