@@ -159,4 +159,5 @@ def test_the_gaussian_process_sampler_runs_a_study(
     assert summary["n_complete"] + summary["n_pruned"] == 4
     assert isinstance(make_sampler(params.tune, 0, 0), optuna.samplers.GPSampler)
     study = tune_fakes.load_only_study(params)
-    assert len({t.params["lr_head"] for t in study.trials}) == 4
+    assert [t.state for t in study.trials] == [COMPLETE] * 4
+    assert all(0.0003 <= t.params["lr_head"] <= 0.01 for t in study.trials)
