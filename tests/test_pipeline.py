@@ -27,8 +27,8 @@ def test_outputs_and_metrics_are_sane(pipeline_repo: Path) -> None:
     params = yaml.safe_load((pipeline_repo / "params.yaml").read_text())
     assert merge_params(params, tiny_config()) == params
     prepare = json.loads((pipeline_repo / "reports/prepare.json").read_text())
-    # every 5th of the 6,776 bundled training windows (data.stride=5 in the shrunk config)
-    assert 1300 < prepare["train"]["n"] < 1400 and prepare["test"]["last_date"] < "2019-01-01"
+    # every 5th of the 6,960 bundled training windows of 16 days (configs/tiny.yaml): 1,394
+    assert 1350 < prepare["train"]["n"] < 1450 and prepare["test"]["last_date"] < "2019-01-01"
 
     tune = json.loads((pipeline_repo / "tuning/metrics.json").read_text())
     assert tune["n_complete"] + tune["n_pruned"] == 2
