@@ -13,6 +13,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from tune_fakes import PRUNED
 
+from stockclf import registry
 from stockclf.cli import main as cli_main
 from stockclf.data.store import SplitData
 from stockclf.evaluation.predictions import PREDICTORS, write_predictions
@@ -38,15 +39,7 @@ from stockclf.tuning.storage import (
 
 CLASSES = ["down", "flat", "up"]
 
-PLOTS = [
-    "optimization_history",
-    "param_importances",
-    "parallel_coordinate",
-    "slice",
-    "contour",
-    "intermediate_values",
-    "timeline",
-]
+PLOTS = list(registry.PLOTS)  # every plot visualize.plots may name
 
 
 def assert_real_png(path: Path, size: tuple[int, int]) -> None:

@@ -262,17 +262,7 @@ class TuneParams(_Strict):
 
 
 class VisualizeParams(_Strict):
-    plots: Annotated[list[str], registered(PLOTS)] = Field(
-        default_factory=lambda: [
-            "optimization_history",
-            "param_importances",
-            "parallel_coordinate",
-            "slice",
-            "contour",
-            "intermediate_values",
-            "timeline",
-        ]
-    )
+    plots: Annotated[list[str], registered(PLOTS)] = Field(default_factory=lambda: list(PLOTS))
     dpi: int = Field(100, ge=30, le=600)
 
 
