@@ -63,16 +63,9 @@ def test_every_optuna_plot_is_written_and_not_blank(synthetic_study, tmp_path, n
     assert figure_size("slice", study) == (10.0, 6.0)
 
 
-ONE_TRIAL = pytest.mark.xfail(
-    strict=True,
-    reason="top_params ranks a study of one complete trial (fANOVA then returns 0.5 for "
-    "both params) while study_summary reports no importances before two complete trials",
-)
-
-
 @pytest.mark.parametrize(
     ("n", "pruned"),
-    [(6, 0), (2, 0), pytest.param(1, 0, marks=ONE_TRIAL), pytest.param(1, 4, marks=ONE_TRIAL)],
+    [(6, 0), (2, 0), (1, 0), (1, 4)],
 )
 def test_contour_params_are_the_reported_importances(synthetic_study, n, pruned) -> None:
     """The contour plot draws the two params the study report ranks first, and none (a

@@ -93,7 +93,11 @@ def _complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def top_params(study: optuna.Study, k: int = 2) -> list[str] | None:
-    """The ``k`` most important params, or None when importances cannot be computed yet."""
+    """The ``k`` most important params, or None when importances cannot be computed yet:
+    before two complete trials, as ``stockclf study show`` says (fANOVA would otherwise rank
+    one trial's params, giving each an equal share)."""
+    if len(_complete(study)) < 2:
+        return None
     try:
         importances = optuna.importance.get_param_importances(
             study, evaluator=importance_evaluator()
