@@ -81,12 +81,14 @@ def measure(n_symbols: int, n_days: int) -> dict[str, float]:
         write_checkpoint(root / "best.ckpt")
         cmd = [sys.executable, "-m", "stockclf.cli", "predict", "--data", str(root / "prices")]
         start = time.perf_counter()
-        subprocess.run(
+        done = subprocess.run(
             [*cmd, "--model", str(root / "best.ckpt"), "--out", str(root / "p.csv")],
-            check=True,
             capture_output=True,
+            text=True,
         )
         command = time.perf_counter() - start
+        if done.returncode != 0:
+            raise RuntimeError(f"stockclf predict failed ({done.returncode}):\n{done.stderr}")
         start = time.perf_counter()
         clf = load_classifier(root / "best.ckpt")
         loaded = time.perf_counter() - start
