@@ -40,6 +40,14 @@ CORRUPTIONS = {
 }
 
 
+def refusal(path: Path, lines: list[str]) -> str:
+    """The message with which load_csv refuses a file of ``lines``."""
+    path.write_text("\n".join(lines), encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        load_csv(path)
+    return str(err.value)
+
+
 @pytest.mark.parametrize("case", sorted(CORRUPTIONS))
 def test_bad_cell_names_file_line_column_and_problem(tmp_path: Path, case: str) -> None:
     line, column, value, fragments = CORRUPTIONS[case]
@@ -80,11 +88,7 @@ def test_close_outside_range_with_tolerance(tmp_path: Path) -> None:
 def test_duplicate_dates(tmp_path: Path) -> None:
     lines = csv_lines()
     set_cell(lines, 6, "Date", cell(lines, 5, "Date"))
-    path = tmp_path / "DUP.csv"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    with pytest.raises(DataError) as err:
-        load_csv(path)
-    msg = str(err.value)
+    msg = refusal(tmp_path / "DUP.csv", lines)
     assert "DUP.csv: line 6, column 'Date': duplicate date" in msg
     assert "first seen on line 5" in msg
 
@@ -92,11 +96,7 @@ def test_duplicate_dates(tmp_path: Path) -> None:
 def test_unordered_dates_are_refused_not_sorted(tmp_path: Path) -> None:
     lines = csv_lines()
     lines[4], lines[5] = lines[5], lines[4]  # swap file lines 5 and 6
-    path = tmp_path / "ORD.csv"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    with pytest.raises(DataError) as err:
-        load_csv(path)
-    msg = str(err.value)
+    msg = refusal(tmp_path / "ORD.csv", lines)
     assert "ORD.csv: line 6, column 'Date'" in msg
     assert "strictly increasing" in msg
 

@@ -25,19 +25,20 @@ from ohlcv_files import (
     write_frame,
 )
 
+#: Windows and dates that fit the two small made-up symbols (600 and 560 days from 2010).
+SMALL_DATA = {
+    "window": 16,
+    "horizon": 3,
+    "vol_window": 5,
+    "val_start": "2011-06-01",
+    "test_start": "2011-11-01",
+}
+
 
 def _stage_dir(tmp_path: Path, **data: object) -> Path:
     work = tmp_path / "work"
     raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    raw["data"].update(
-        source="csvs",
-        window=16,
-        horizon=3,
-        vol_window=5,
-        val_start="2011-06-01",
-        test_start="2011-11-01",
-        **data,
-    )
+    raw["data"].update(source="csvs", **SMALL_DATA, **data)
     work.mkdir()
     (work / "params.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
     two_symbols(work / "csvs")
@@ -312,14 +313,7 @@ def test_dvc_reruns_prepare_when_a_file_of_the_source_changes(tmp_path: Path) ->
     write_frame(make_ohlcv(560, "2010-02-26", seed=2), raw / "BBB.csv")
     sh("dvc", "add", "data/raw", cwd=repo)
     raw_params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
-    raw_params["data"].update(
-        source="data/raw",
-        window=16,
-        horizon=3,
-        vol_window=5,
-        val_start="2011-06-01",
-        test_start="2011-11-01",
-    )
+    raw_params["data"].update(source="data/raw", **SMALL_DATA)
     (repo / "params.yaml").write_text(yaml.safe_dump(raw_params), encoding="utf-8")
 
     first = sh("dvc", "repro", "prepare", cwd=repo)

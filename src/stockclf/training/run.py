@@ -142,6 +142,33 @@ def run_loggers(names: Sequence[str], live_dir: str | Path) -> list[Logger]:
     return loggers
 
 
+def make_trainer(
+    params: Params,
+    epochs: int,
+    live_dir: str | Path,
+    callbacks: list[Callback],
+    progress_bar: bool,
+) -> L.Trainer:
+    """The Trainer of one run: device and precision from params, the loggers, no sanity
+    check; checkpointing only when a checkpoint callback is among ``callbacks``."""
+    accelerator = resolve_accelerator(params.train)
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=params.train.devices,
+        strategy=params.train.strategy,
+        precision=resolve_precision(params.train, accelerator),
+        max_epochs=epochs,
+        limit_train_batches=params.train.max_train_batches or 1.0,
+        logger=run_loggers(params.train.loggers, live_dir),
+        callbacks=callbacks,
+        enable_checkpointing=any(isinstance(c, TieBreakCheckpoint) for c in callbacks),
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        deterministic=accelerator == "cpu",
+        num_sanity_val_steps=0,
+    )
+
+
 def train_model(
     params: Params,
     prepared_dir: str | Path,
@@ -165,7 +192,6 @@ def train_model(
     """
     quiet_lightning()
     L.seed_everything(params.seed, workers=True, verbose=False)
-    accelerator = resolve_accelerator(params.train)
     data = PreparedDataModule(prepared_dir, params.train.batch_size, params.seed)
     module = StockClassifier(params.model, params.train, data.in_channels, data.num_classes)
     module.data_meta = checkpoint_meta(params, prepared_dir)
@@ -183,21 +209,7 @@ def train_model(
         *callbacks,
         *([checkpoint] if checkpoint is not None else []),
     ]
-    trainer = L.Trainer(
-        accelerator=accelerator,
-        devices=params.train.devices,
-        strategy=params.train.strategy,
-        precision=resolve_precision(params.train, accelerator),
-        max_epochs=budget.epochs,
-        limit_train_batches=params.train.max_train_batches or 1.0,
-        logger=run_loggers(params.train.loggers, live_dir),
-        callbacks=all_callbacks,
-        enable_checkpointing=checkpoint is not None,
-        enable_progress_bar=progress_bar,
-        enable_model_summary=False,
-        deterministic=accelerator == "cpu",
-        num_sanity_val_steps=0,
-    )
+    trainer = make_trainer(params, budget.epochs, live_dir, all_callbacks, progress_bar)
     trainer.fit(module, datamodule=data)
     if checkpoint is not None and checkpoint.best_model_path:
         best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
