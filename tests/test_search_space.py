@@ -3,6 +3,7 @@ before any trial, range errors are one line, and trial 0 is params.yaml's own po
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import optuna
@@ -83,7 +84,9 @@ def test_trial_zero_is_params_yaml_point_and_the_rest_are_sampled(
 ) -> None:
     # batch 64: the shrunk config's 32 is not among the choices, and the point is params.yaml's
     params = make_params({"train": {"batch_size": 64}, "tune": {"n_trials": 3, "pruner": "none"}})
-    run_tune(params, TunePaths.under(tmp_path / "tuning", tiny_prepared), tune_fakes.quick)
+    out = TunePaths.under(tmp_path / "tuning", tiny_prepared)
+    run_tune(params, out, tune_fakes.quick)
+    assert json.loads(out.metrics.read_text())["metric"] == "val_f1"  # names its best_value
     trials = tune_fakes.load_only_study(params).trials
     expected = {
         name: getattr(params.train if hasattr(params.train, name) else params.model, name)

@@ -53,6 +53,8 @@ def study_summary(study: optuna.Study) -> dict[str, Any]:
     best = best_trial(study)
     states = [t.state for t in study.get_trials(deepcopy=False)]
     summary = {
+        # which validation metric best_value is (tune.metric), for a reader of this file alone
+        "metric": study.user_attrs.get("metric"),
         "best_value": best.value,
         "best_trial": best.number,
         "n_complete": states.count(optuna.trial.TrialState.COMPLETE),
