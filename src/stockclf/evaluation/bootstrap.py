@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from stockclf.config import EvaluateParams
+
 
 def date_index(dates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted unique dates and, per sample, the position of its date among them."""
@@ -125,3 +127,25 @@ def bootstrap_macro_f1(
             entry[f"{reference}_gain_ci_high"] = float(g_high)
         out[name] = entry
     return out
+
+
+def evaluate_intervals(
+    dates: np.ndarray,
+    y_true: np.ndarray,
+    predictions: Mapping[str, np.ndarray],
+    n_classes: int,
+    evaluate: EvaluateParams,
+    seed: int,
+) -> dict[str, dict[str, float]]:
+    """:func:`bootstrap_macro_f1` with the ``evaluate`` params' settings: the intervals the
+    visualize stage reports and the model card shows, computed one way."""
+    return bootstrap_macro_f1(
+        dates,
+        y_true,
+        predictions,
+        n_classes,
+        n_boot=evaluate.bootstrap_samples,
+        block_days=evaluate.bootstrap_block_days,
+        confidence=evaluate.confidence,
+        seed=seed,
+    )

@@ -14,7 +14,6 @@ import yaml
 
 from stockclf.config import Params
 from stockclf.data.store import SPLITS, SplitData
-from stockclf.evaluation.bootstrap import bootstrap_macro_f1
 from stockclf.files import atomic_file
 
 
@@ -37,21 +36,6 @@ def git_revision(cwd: Path = Path(".")) -> str:
     return f"{rev} (with uncommitted changes)" if dirty else rev
 
 
-def test_intervals(
-    test: SplitData, predicted: Mapping[str, np.ndarray], n_classes: int, params: Params
-) -> dict[str, dict[str, float]]:
-    """The same block-bootstrap intervals the visualize stage reports (evaluate params)."""
-    ev = params.evaluate
-    return bootstrap_macro_f1(
-        test.dates,
-        test.y,
-        predicted,
-        n_classes,
-        n_boot=ev.bootstrap_samples,
-        block_days=ev.bootstrap_block_days,
-        confidence=ev.confidence,
-        seed=params.seed,
-    )
 
 
 def _split_lines(splits: Mapping[str, SplitData]) -> list[str]:

@@ -69,9 +69,9 @@ def window_on(path: Path, clf: Classifier, date: np.datetime64 | None) -> tuple[
 def predict_prices(data: Path, clf: Classifier, date: str) -> Predictions:
     """Every symbol of a CSV directory (or one CSV file), the window ending on ``date``."""
     day = parse_date(date)
-    files = [data] if data.is_file() else list_csv_files(data)
     if data.is_file() and data.suffix.lower() != ".csv":
         raise DataError(f"{data}: expected a directory of OHLCV CSV files, a .csv or an .npz")
+    files = [data] if data.is_file() else list_csv_files(data)
     labels, windows = [], []
     for path in files:
         on, window = window_on(path, clf, day)

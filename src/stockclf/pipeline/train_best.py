@@ -11,7 +11,8 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from stockclf.config import Params, load_best_params
 from stockclf.data.store import data_fingerprint, load_meta, load_split
-from stockclf.evaluation.card import git_revision, render_card, test_intervals, write_card
+from stockclf.evaluation.bootstrap import evaluate_intervals
+from stockclf.evaluation.card import git_revision, render_card, write_card
 from stockclf.evaluation.predictions import PREDICTORS, write_predictions
 from stockclf.evaluation.scoring import (
     baseline_predictions,
@@ -114,7 +115,11 @@ def write_model_card(
     """``card.md`` beside the checkpoint: provenance, params, test scores with intervals."""
     meta = load_meta(paths.prepared)
     splits = {s: load_split(paths.prepared, s) for s in ("train", "val", "test")}
-    intervals = test_intervals(splits["test"], predicted, len(meta["classes"]), params)
+    test = splits["test"]
+    n_classes = len(meta["classes"])
+    intervals = evaluate_intervals(
+        test.dates, test.y, predicted, n_classes, params.evaluate, params.seed
+    )
     text = render_card(
         params,
         tuned,

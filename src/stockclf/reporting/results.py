@@ -23,7 +23,7 @@ import numpy as np
 
 from stockclf.config import EvaluateParams, Params
 from stockclf.evaluation.backtest import run_backtest
-from stockclf.evaluation.bootstrap import bootstrap_macro_f1
+from stockclf.evaluation.bootstrap import evaluate_intervals
 from stockclf.evaluation.predictions import PredictionTable, read_predictions
 from stockclf.files import atomic_file
 
@@ -44,15 +44,8 @@ def uncertainty_report(
 ) -> dict[str, Any]:
     """Block-bootstrap intervals of every predictor's test macro F1 (and the model's gain
     over each baseline), plus the settings that produced them."""
-    intervals = bootstrap_macro_f1(
-        preds.dates,
-        preds.y_true,
-        preds.predicted,
-        n_classes,
-        n_boot=evaluate.bootstrap_samples,
-        block_days=evaluate.bootstrap_block_days,
-        confidence=evaluate.confidence,
-        seed=seed,
+    intervals = evaluate_intervals(
+        preds.dates, preds.y_true, preds.predicted, n_classes, evaluate, seed
     )
     return {
         "confidence": evaluate.confidence,
