@@ -12,6 +12,7 @@ from typing import Any
 
 from benchmarks.common import median
 from benchmarks.report import machine_section
+from stockclf.reporting.markdown import table
 
 #: A data case below this share of the reused-batch upper bound starves the GPU.
 STARVE_RATIO = 0.95
@@ -56,57 +57,60 @@ def data_ratios(combo: dict[str, Any]) -> dict[str, float]:
     return {name: upper / median(combo["seconds"][name]) for name in DATA_CASES}
 
 
-def not_measured(c: dict[str, Any], columns: int) -> str:
+def combo_cells(c: dict[str, Any]) -> list[str]:
+    """The first two cells of every table's row: the model and its image size."""
+    return [c["model"], str(c["size"])]
+
+
+def not_measured(c: dict[str, Any], columns: int) -> list[str]:
     """A table row for a combo or case that failed or was skipped: its reason in place."""
-    return f"| {c['model']} | {c['size']} | {c['status']}: {c['reason']} |" + " |" * (columns - 3)
+    return [*combo_cells(c), f"{c['status']}: {c['reason']}", *[""] * (columns - 3)]
 
 
 def throughput_table(combos: list[dict[str, Any]], s: dict[str, Any]) -> list[str]:
-    lines = [
-        "| model | image | case | images/s (median) | runs (images/s) | ms/step "
-        "| vs reused batch |",
-        "| --- | ---: | --- | ---: | --- | ---: | ---: |",
+    header = [
+        *("model", "image", "case", "images/s (median)", "runs (images/s)", "ms/step"),
+        "vs reused batch",
     ]
+    rows = []
     for c in combos:
         if c["status"] != "measured":
-            lines.append(not_measured(c, 7))
+            rows.append(not_measured(c, len(header)))
             continue
         upper = median(c["seconds"]["reused"])
         for name, seconds in c["seconds"].items():
             runs = ", ".join(fmt_rate(s["steps"] * s["batch_size"] / t) for t in seconds)
-            lines.append(
-                f"| {c['model']} | {c['size']} | {case_label(name, s['device'])} "
-                f"| {fmt_rate(images_per_s(seconds, s))} | {runs} "
-                f"| {ms_per_step(seconds, s):.2f} | {upper / median(seconds):.2f} |"
-            )
-    return lines
+            rate, step = fmt_rate(images_per_s(seconds, s)), f"{ms_per_step(seconds, s):.2f}"
+            label, ratio = case_label(name, s["device"]), f"{upper / median(seconds):.2f}"
+            rows.append([*combo_cells(c), label, rate, runs, step, ratio])
+    return table(header, "lrlrlrr", rows)
 
 
-def busy_table(combos: list[dict[str, Any]], s: dict[str, Any]) -> list[str]:
-    lines = [
-        "| model | image | GPU busy ms/step | wall ms/step | busy share | kernels/step "
-        "| syncs/step: reused, unchecked |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+def sync_cell(syncs: dict[str, Any]) -> str:
+    """The syncs per step of the reused and unchecked cases, or why they were not counted."""
+    if syncs.get("status") == "measured":
+        return f"{syncs['reused']}, {syncs['unchecked']}"
+    return f"{syncs.get('status', 'n/a')}: {syncs.get('reason', 'no CUDA device')}"
+
+
+def busy_table(combos: list[dict[str, Any]]) -> list[str]:
+    header = [
+        *("model", "image", "GPU busy ms/step", "wall ms/step", "busy share", "kernels/step"),
+        "syncs/step: reused, unchecked",
     ]
+    rows = []
     for c in measured(combos):
-        b, syncs = c["busy"] or {}, c["syncs"] or {}
-        sync = (
-            f"{syncs['reused']}, {syncs['unchecked']}"
-            if syncs.get("status") == "measured"
-            else f"{syncs.get('status', 'n/a')}: {syncs.get('reason', 'no CUDA device')}"
-        )
+        b, sync = c["busy"] or {}, sync_cell(c["syncs"] or {})
         if b.get("status") == "measured":
-            lines.append(
-                f"| {c['model']} | {c['size']} | {b['busy_ms_per_step']:.2f} "
-                f"| {b['wall_ms_per_step']:.2f} | {b['share']:.0%} "
-                f"| {b['kernels_per_step']:,.0f} | {sync} |"
-            )
+            busy = [f"{b['busy_ms_per_step']:.2f}", f"{b['wall_ms_per_step']:.2f}"]
+            busy += [f"{b['share']:.0%}", f"{b['kernels_per_step']:,.0f}"]
+            rows.append([*combo_cells(c), *busy, sync])
         else:
             ops = b.get("cpu_ops_per_step")
             seen = f" (profiler ran: {ops:,.0f} CPU ops/step)" if ops else ""
             reason = f"{b.get('status', 'n/a')}: {b.get('reason', '')}{seen}"
-            lines.append(f"| {c['model']} | {c['size']} | {reason} | | | | {sync} |")
-    return lines
+            rows.append([*combo_cells(c), reason, "", "", "", sync])
+    return table(header, "lrrrrrl", rows)
 
 
 def busy_line(combos: list[dict[str, Any]]) -> str:
@@ -129,21 +133,20 @@ def busy_line(combos: list[dict[str, Any]]) -> str:
 
 
 def data_table(combos: list[dict[str, Any]], s: dict[str, Any]) -> list[str]:
-    lines = [
-        "| model | image | GPU data / reused | pinned / reused | batch alone, GPU data "
-        "| batch alone, pinned | step (reused batch) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    header = [
+        *("model", "image", "GPU data / reused", "pinned / reused", "batch alone, GPU data"),
+        *("batch alone, pinned", "step (reused batch)"),
     ]
+    rows = []
     for c in measured(combos):
         ratios = data_ratios(c)
         alone = {k: ms_per_step(v, s) for k, v in c["batch_alone_seconds"].items()}
         step = ms_per_step(c["seconds"]["reused"], s)
         cells = [f"{alone[k]:.3f} ms ({alone[k] / step:.1%})" for k in DATA_CASES]
-        lines.append(
-            f"| {c['model']} | {c['size']} | {ratios['resident']:.2f} | {ratios['pinned']:.2f} "
-            f"| {cells[0]} | {cells[1]} | {step:.2f} ms |"
+        rows.append(
+            [*combo_cells(c), *(f"{ratios[k]:.2f}" for k in DATA_CASES), *cells, f"{step:.2f} ms"]
         )
-    return lines
+    return table(header, "lrrrrrr", rows)
 
 
 def verdict_line(combos: list[dict[str, Any]], device: str) -> str:
@@ -172,24 +175,23 @@ def verdict_line(combos: list[dict[str, Any]], device: str) -> str:
 def compile_table(combos: list[dict[str, Any]], s: dict[str, Any]) -> list[str]:
     if not s["compile"]:
         return ["Not run (`--no-compile`, or `--smoke` without `--compile`)."]
-    lines = [
-        "| model | image | eager images/s | compiled images/s | speedup | compile s "
-        "| break-even steps | verdict |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    header = [
+        *("model", "image", "eager images/s", "compiled images/s", "speedup", "compile s"),
+        *("break-even steps", "verdict"),
     ]
+    rows = []
     for c in measured(combos):
         info = c["compile"] or {"status": "skipped", "reason": "not reached"}
         if info["status"] != "measured":
-            lines.append(not_measured({**c, **info}, 8))
+            rows.append(not_measured({**c, **info}, len(header)))
             continue
         b, even = s["batch_size"], info["break_even_steps"]
-        lines.append(
-            f"| {c['model']} | {c['size']} | {fmt_rate(b / info['eager_ms_per_step'] * 1e3)} "
-            f"| {fmt_rate(b / info['compiled_ms_per_step'] * 1e3)} | {info['speedup']:.2f}x "
-            f"| {info['compile_s']:.1f} | {'never' if even is None else f'{even:,.0f}'} "
-            f"| {'helps' if info['helps'] else 'does not help'} |"
-        )
-    return lines
+        rates = [fmt_rate(b / info[f"{k}_ms_per_step"] * 1e3) for k in ("eager", "compiled")]
+        speedup, compile_s = f"{info['speedup']:.2f}x", f"{info['compile_s']:.1f}"
+        even_text = "never" if even is None else f"{even:,.0f}"
+        verdict = "helps" if info["helps"] else "does not help"
+        rows.append([*combo_cells(c), *rates, speedup, compile_s, even_text, verdict])
+    return table(header, "lrrrrrrl", rows)
 
 
 def setup_lines(s: dict[str, Any]) -> list[str]:
@@ -263,7 +265,7 @@ def render(results: dict[str, Any]) -> str:
         "",
         "## GPU busy share",
         "",
-        *busy_table(combos, s),
+        *busy_table(combos),
         "",
         busy_line(combos),
         "",

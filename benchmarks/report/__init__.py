@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import Context, Row, median
+from stockclf.reporting.markdown import table
 
 
 def fmt_seconds(seconds: float) -> str:
@@ -35,12 +36,6 @@ def figures_line(name: str, values: list[float], unit: Callable[[float], str] = 
     """``- name: median 12.3 ms (runs: 12.1 ms, 12.3 ms, 13.0 ms)`` for the details."""
     runs = ", ".join(unit(v) for v in values)
     return f"- {name}: median {unit(median(values))} (runs: {runs})"
-
-
-def table(header: list[str], align: str, rows: list[list[str]]) -> list[str]:
-    """A markdown table; ``align`` has one letter a column: ``l`` left, ``r`` right."""
-    rule = ["---:" if a == "r" else "---" for a in align]
-    return [f"| {' | '.join(cells)} |" for cells in (header, rule, *rows)]
 
 
 def span(values: list[float]) -> str:
@@ -84,13 +79,7 @@ def describe(measured: Any) -> Row:
 
 def machine_section(info: dict[str, str]) -> list[str]:
     """The "Machine" section of a report: one table row per fact."""
-    return [
-        "## Machine",
-        "",
-        "| | |",
-        "| --- | --- |",
-        *[f"| {k} | {v} |" for k, v in info.items()],
-    ]
+    return ["## Machine", "", *table(["", ""], "ll", [[k, v] for k, v in info.items()])]
 
 
 def cpu_name() -> str:

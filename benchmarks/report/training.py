@@ -4,7 +4,7 @@ what :mod:`benchmarks.training_rows` and :mod:`benchmarks.speedup_rows` measured
 from __future__ import annotations
 
 from benchmarks.common import median, overlap
-from benchmarks.report import Renderer, Words, figures_line, fmt_seconds, span, table
+from benchmarks.report import Renderer, Words, figures_line, fmt_seconds, span
 from benchmarks.speedup_rows import REFERENCE, CpuSpeedups
 from benchmarks.training_rows import (
     HEADROOM_TARGET,
@@ -14,6 +14,7 @@ from benchmarks.training_rows import (
     EncoderShare,
     LightningOverhead,
 )
+from stockclf.reporting.markdown import table
 
 
 def lightning_overhead(m: LightningOverhead) -> Words:

@@ -4,7 +4,7 @@ what :mod:`benchmarks.tuning_rows` and :mod:`benchmarks.trial_rows` measured."""
 from __future__ import annotations
 
 from benchmarks.common import median
-from benchmarks.report import Renderer, Words, figures_line, fmt_seconds, pct, table
+from benchmarks.report import Renderer, Words, figures_line, fmt_seconds, pct
 from benchmarks.trial_rows import COMPUTE, OVERHEAD_LIMIT, TRIAL_PARTS, TrialOverhead
 from benchmarks.tuning_rows import (
     EPOCH_SHARE_TARGET,
@@ -13,6 +13,7 @@ from benchmarks.tuning_rows import (
     VALUE_TOLERANCE,
     PruningSavings,
 )
+from stockclf.reporting.markdown import table
 
 
 def pruning_table(m: PruningSavings) -> list[str]:

@@ -15,6 +15,7 @@ import yaml
 from stockclf.config import Params
 from stockclf.data.store import SPLITS, SplitData
 from stockclf.files import atomic_file
+from stockclf.reporting.markdown import table
 
 
 def git_revision(cwd: Path = Path(".")) -> str:
@@ -36,29 +37,20 @@ def git_revision(cwd: Path = Path(".")) -> str:
     return f"{rev} (with uncommitted changes)" if dirty else rev
 
 
-
-
 def _split_lines(splits: Mapping[str, SplitData]) -> list[str]:
-    lines = [
-        "| split | samples | first decision date | last decision date |",
-        "| --- | --- | --- | --- |",
-    ]
+    rows = []
     for name in SPLITS:
         data = splits[name]
         dates = np.asarray(data.dates, dtype="datetime64[D]")
         first, last = (str(dates.min()), str(dates.max())) if len(dates) else ("-", "-")
-        lines.append(f"| {name} | {len(data)} | {first} | {last} |")
-    return lines
+        rows.append([name, str(len(data)), first, last])
+    return table(["split", "samples", "first decision date", "last decision date"], "llll", rows)
 
 
 def _score_lines(
     results: Mapping[str, Any], intervals: Mapping[str, Mapping[str, float]]
 ) -> list[str]:
-    level = "interval"
-    lines = [
-        f"| predictor | test macro F1 | {level} | model gain | gain {level} | accuracy |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
+    rows = []
     for name, ci in intervals.items():
         gain = ci.get("model_gain")
         gain_text = "" if gain is None else f"{gain:+.4f}"
@@ -67,12 +59,11 @@ def _score_lines(
             if gain is None
             else f"[{ci['model_gain_ci_low']:+.4f}, {ci['model_gain_ci_high']:+.4f}]"
         )
-        lines.append(
-            f"| {name} | {ci['f1_macro']:.4f} | [{ci['f1_macro_ci_low']:.4f}, "
-            f"{ci['f1_macro_ci_high']:.4f}] | {gain_text} | {gain_ci} | "
-            f"{results[name]['accuracy']:.4f} |"
-        )
-    return lines
+        f1_ci = f"[{ci['f1_macro_ci_low']:.4f}, {ci['f1_macro_ci_high']:.4f}]"
+        accuracy = f"{results[name]['accuracy']:.4f}"
+        rows.append([name, f"{ci['f1_macro']:.4f}", f1_ci, gain_text, gain_ci, accuracy])
+    header = ["predictor", "test macro F1", "interval", "model gain", "gain interval", "accuracy"]
+    return table(header, "llllll", rows)
 
 
 def _tuned_lines(tuned: Mapping[str, Any]) -> list[str]:
