@@ -13,8 +13,10 @@ metric update, backward, adaptive gradient clipping, AdamW and the schedule.
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import lightning as L
 import torch
@@ -135,27 +137,46 @@ def per_step(values: list[float], steps: int) -> list[float]:
     return [v / steps for v in values]
 
 
+@dataclass
+class BoundedRow(ABC):
+    """What rows 1 to 3 share: the sizes they ran, and one figure (a ratio of two cases'
+    medians) that meets the row's target when it is at most ``LIMIT`` (at least, where
+    ``AT_LEAST``)."""
+
+    LIMIT: ClassVar[float]
+    AT_LEAST: ClassVar[bool] = False
+
+    sizes: StepSizes
+
+    @property
+    @abstractmethod
+    def figure(self) -> float:
+        """The row's result, the number its target bounds."""
+
+    @property
+    def met(self) -> bool:
+        return self.figure >= self.LIMIT if self.AT_LEAST else self.figure <= self.LIMIT
+
+
 # --- row 1 ---------------------------------------------------------------------------------
 
 OVERHEAD_LIMIT = 0.03
 
 
 @dataclass
-class LightningOverhead:
-    """Row 1: seconds per step of each run, in ``Trainer.fit`` and in the raw loop."""
+class LightningOverhead(BoundedRow):
+    """Row 1: seconds per step of each run, in ``Trainer.fit`` and in the raw loop; the
+    figure is Lightning's overhead over the raw loop."""
 
-    sizes: StepSizes
+    LIMIT = OVERHEAD_LIMIT
+
     repeats: int
     lightning: list[float]
     raw: list[float]
 
     @property
-    def overhead(self) -> float:
+    def figure(self) -> float:
         return median(self.lightning) / median(self.raw) - 1
-
-    @property
-    def met(self) -> bool:
-        return self.overhead <= OVERHEAD_LIMIT
 
 
 def lightning_overhead(ctx: Context) -> LightningOverhead:
@@ -175,21 +196,19 @@ SHARE_LIMIT = 0.05
 
 
 @dataclass
-class EncoderShare:
-    """Row 2: seconds per batch of each run of the encoder alone and of a whole step."""
+class EncoderShare(BoundedRow):
+    """Row 2: seconds per batch of each run of the encoder alone and of a whole step; the
+    figure is the encoder's share of the step."""
 
-    sizes: StepSizes
+    LIMIT = SHARE_LIMIT
+
     images: int  # images the encoder makes of one window
     encoder: list[float]
     step: list[float]
 
     @property
-    def share(self) -> float:
+    def figure(self) -> float:
         return median(self.encoder) / median(self.step)
-
-    @property
-    def met(self) -> bool:
-        return self.share <= SHARE_LIMIT
 
 
 def encoder_share(ctx: Context) -> EncoderShare:
@@ -219,11 +238,14 @@ HEADROOM_TARGET = 10.0
 
 
 @dataclass
-class DataPathHeadroom:
+class DataPathHeadroom(BoundedRow):
     """Row 3: seconds per batch of each run: the data path alone (today's and the
-    ``DataLoader`` it replaced) and a training step."""
+    ``DataLoader`` it replaced) and a training step; the figure is how many times faster
+    the data path delivers a batch than a step consumes one."""
 
-    sizes: StepSizes
+    LIMIT = HEADROOM_TARGET
+    AT_LEAST = True
+
     windows: int  # of the train split
     batches: int  # of one epoch
     delivered: list[float]
@@ -231,12 +253,8 @@ class DataPathHeadroom:
     consumed: list[float]
 
     @property
-    def headroom(self) -> float:
+    def figure(self) -> float:
         return median(self.consumed) / median(self.delivered)
-
-    @property
-    def met(self) -> bool:
-        return self.headroom >= HEADROOM_TARGET
 
 
 def _drain(batches) -> float:

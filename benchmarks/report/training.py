@@ -27,7 +27,7 @@ def lightning_overhead(m: LightningOverhead) -> Words:
             "the difference between the medians is run-to-run noise, not a cost or a gain "
             "of Lightning."
         )
-    elif m.overhead > OVERHEAD_LIMIT:
+    elif not m.met:
         explanation = (
             f"Not met in this run: every Lightning run ({span(light)} per step) was slower "
             f"than every raw run ({span(raw)}), by {fmt_seconds(median(light) - median(raw))} "
@@ -35,7 +35,7 @@ def lightning_overhead(m: LightningOverhead) -> Words:
             "does not break that down further."
         )
     return Words(
-        result=f"overhead {m.overhead:+.1%}",
+        result=f"overhead {m.figure:+.1%}",
         method=(
             f"The default model and batch ({z.backbone}, {z.image_size} px, batch "
             f"{z.batch_size}), the same batches and {z.threads} threads in both cases. "
@@ -55,7 +55,7 @@ def lightning_overhead(m: LightningOverhead) -> Words:
 def encoder_share(m: EncoderShare) -> Words:
     z = m.sizes
     return Words(
-        result=f"{m.share:.1%} of a step",
+        result=f"{m.figure:.1%} of a step",
         method=(
             f"The encoder (`ImageEncoder`: {', '.join(z.encodings)} of {z.in_channels} "
             f"channels -> {m.images} images of {z.image_size} px) on one training batch of "
@@ -72,7 +72,7 @@ def encoder_share(m: EncoderShare) -> Words:
 def data_path_headroom(m: DataPathHeadroom) -> Words:
     delivered, legacy, consumed = (median(v) for v in (m.delivered, m.legacy, m.consumed))
     return Words(
-        result=f"{m.headroom:,.0f}x headroom",
+        result=f"{m.figure:,.0f}x headroom",
         method=(
             f"Delivered: one shuffled epoch of the train split ({m.windows:,} windows, "
             f"{m.batches} batches of {m.sizes.batch_size}) from `TensorBatches`, the "
