@@ -8,6 +8,7 @@ import json
 import runpy
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -138,17 +139,33 @@ def _case_missing_column(work: Path) -> list[str]:
     ]
 
 
-def _case_unparsable_date(work: Path) -> list[str]:
-    edit_lines(work / "csvs" / "AAA.csv", lambda lines: set_cell(lines, 42, "Date", "2011-02-30"))
-    return ["AAA.csv: line 42, column 'Date': unparsable date '2011-02-30'"]
+#: A cell's new value: a literal, or made from the file's lines and the cell's line.
+CellValue = str | Callable[[list[str], int], str]
 
 
-def _case_duplicate_dates(work: Path) -> list[str]:
-    edit_lines(
-        work / "csvs" / "BBB.csv",
-        lambda lines: set_cell(lines, 101, "Date", cell(lines, 100, "Date")),
-    )
-    return ["BBB.csv: line 101, column 'Date': duplicate date", "first seen on line 100"]
+def _bad_cell(
+    symbol: str, line: int, column: str, value: CellValue, problem: str, *more: str
+) -> Callable[[Path], list[str]]:
+    """The case that sets one cell of ``<symbol>.csv``; the error names the file, the line
+    and the column, then ``problem`` (and the ``more`` fragments anywhere after)."""
+
+    def case(work: Path) -> list[str]:
+        def edit(lines: list[str]) -> None:
+            set_cell(lines, line, column, value if isinstance(value, str) else value(lines, line))
+
+        edit_lines(work / "csvs" / f"{symbol}.csv", edit)
+        return [f"{symbol}.csv: line {line}, column '{column}': {problem}", *more]
+
+    return case
+
+
+def _scaled(column: str, factor: float) -> CellValue:
+    """The same line's ``column`` times ``factor``."""
+    return lambda lines, line: str(float(cell(lines, line, column)) * factor)
+
+
+def _previous_date(lines: list[str], line: int) -> str:
+    return cell(lines, line - 1, "Date")
 
 
 def _case_dates_out_of_order(work: Path) -> list[str]:
@@ -157,32 +174,6 @@ def _case_dates_out_of_order(work: Path) -> list[str]:
 
     edit_lines(work / "csvs" / "AAA.csv", swap)
     return ["AAA.csv: line 201, column 'Date'", "strictly increasing", "not sorted"]
-
-
-def _case_non_numeric_price(work: Path) -> list[str]:
-    edit_lines(work / "csvs" / "AAA.csv", lambda lines: set_cell(lines, 50, "Open", "12.3.4"))
-    return ["AAA.csv: line 50, column 'Open': not a number: '12.3.4'"]
-
-
-def _case_non_positive_price(work: Path) -> list[str]:
-    edit_lines(work / "csvs" / "BBB.csv", lambda lines: set_cell(lines, 60, "Low", "-0.5"))
-    return ["BBB.csv: line 60, column 'Low': non-positive price -0.5"]
-
-
-def _case_high_below_low(work: Path) -> list[str]:
-    edit_lines(
-        work / "csvs" / "AAA.csv",
-        lambda lines: set_cell(lines, 70, "High", str(float(cell(lines, 70, "Low")) * 0.9)),
-    )
-    return ["AAA.csv: line 70, column 'High': high", "is below low"]
-
-
-def _case_close_outside_range(work: Path) -> list[str]:
-    edit_lines(
-        work / "csvs" / "AAA.csv",
-        lambda lines: set_cell(lines, 80, "Close", str(float(cell(lines, 80, "High")) * 1.05)),
-    )
-    return ["AAA.csv: line 80, column 'Close': close", "is outside [low, high]"]
 
 
 def _case_missing_values(work: Path) -> list[str]:
@@ -244,13 +235,19 @@ STAGE_CASES = {
     "02-empty-file": _case_empty_file,
     "02-header-only": _case_header_only,
     "03-missing-column": _case_missing_column,
-    "04-unparsable-date": _case_unparsable_date,
-    "05-duplicate-dates": _case_duplicate_dates,
+    "04-unparsable-date": _bad_cell(
+        "AAA", 42, "Date", "2011-02-30", "unparsable date '2011-02-30'"
+    ),
+    "05-duplicate-dates": _bad_cell(
+        "BBB", 101, "Date", _previous_date, "duplicate date", "first seen on line 100"
+    ),
     "06-dates-out-of-order": _case_dates_out_of_order,
-    "07-non-numeric-price": _case_non_numeric_price,
-    "07-non-positive-price": _case_non_positive_price,
-    "08-high-below-low": _case_high_below_low,
-    "08-close-outside-range": _case_close_outside_range,
+    "07-non-numeric-price": _bad_cell("AAA", 50, "Open", "12.3.4", "not a number: '12.3.4'"),
+    "07-non-positive-price": _bad_cell("BBB", 60, "Low", "-0.5", "non-positive price -0.5"),
+    "08-high-below-low": _bad_cell("AAA", 70, "High", _scaled("Low", 0.9), "high", "is below low"),
+    "08-close-outside-range": _bad_cell(
+        "AAA", 80, "Close", _scaled("High", 1.05), "close", "is outside [low, high]"
+    ),
     "09-missing-values-beyond-max-gap": _case_missing_values,
     "10-series-too-short": _case_series_too_short,
     "11-binary-file": _case_binary_file,
