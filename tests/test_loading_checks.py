@@ -43,17 +43,23 @@ def swapped(line: int) -> list[list[str]]:
 
 DATE, OPEN, HIGH, LOW, CLOSE, VOLUME = range(6)
 
-CASES: dict[str, tuple[list[list[str]], int, str]] = {
-    # id: (rows, data.max_gap, the message after "<path>: ")
-    "unparsable date": (
-        with_cell(5, DATE, "2020-13-45"),
-        0,
-        "line 5, column 'Date': unparsable date '2020-13-45' (expected YYYY-MM-DD)",
+#: A case: the rows, data.max_gap, and the message after "<path>: ".
+Case = tuple[list[list[str]], int, str]
+
+
+def bad_cell(line: int, column: int, value: str, problem: str, max_gap: int = 0) -> Case:
+    """The case of ``rows()`` with one cell set: the message names that line and column,
+    then ``problem``."""
+    where = f"line {line}, column '{HEADER.split(',')[column]}'"
+    return with_cell(line, column, value), max_gap, f"{where}: {problem}"
+
+
+CASES: dict[str, Case] = {
+    "unparsable date": bad_cell(
+        5, DATE, "2020-13-45", "unparsable date '2020-13-45' (expected YYYY-MM-DD)"
     ),
-    "duplicate date": (
-        with_cell(7, DATE, "2020-01-05"),
-        0,
-        "line 7, column 'Date': duplicate date 2020-01-05 (first seen on line 6)",
+    "duplicate date": bad_cell(
+        7, DATE, "2020-01-05", "duplicate date 2020-01-05 (first seen on line 6)"
     ),
     "dates out of order": (
         swapped(4),
@@ -61,47 +67,25 @@ CASES: dict[str, tuple[list[list[str]], int, str]] = {
         "line 5, column 'Date': date 2020-01-03 is earlier than the previous row's 2020-01-04; "
         "dates must be strictly increasing (the file is not sorted automatically)",
     ),
-    "not a number": (
-        with_cell(3, OPEN, "12.3.4"),
-        0,
-        "line 3, column 'Open': not a number: '12.3.4'",
+    "not a number": bad_cell(3, OPEN, "12.3.4", "not a number: '12.3.4'"),
+    "non-finite number": bad_cell(4, HIGH, "inf", "non-finite number 'inf'"),
+    "non-positive price": bad_cell(6, LOW, "-0.5", "non-positive price -0.5"),
+    "high below low": bad_cell(8, HIGH, "8", "high 8 is below low 9"),
+    "close outside the bar": bad_cell(9, CLOSE, "13", "close 13 is outside [low, high] = [9, 12]"),
+    "negative volume": bad_cell(10, VOLUME, "-100", "negative volume -100"),
+    "missing value on the first row": bad_cell(
+        2,
+        CLOSE,
+        "",
+        "empty cell (missing value) on the first data row: no earlier row to fill it from",
+        max_gap=3,
     ),
-    "non-finite number": (
-        with_cell(4, HIGH, "inf"),
-        0,
-        "line 4, column 'High': non-finite number 'inf'",
-    ),
-    "non-positive price": (
-        with_cell(6, LOW, "-0.5"),
-        0,
-        "line 6, column 'Low': non-positive price -0.5",
-    ),
-    "high below low": (
-        with_cell(8, HIGH, "8"),
-        0,
-        "line 8, column 'High': high 8 is below low 9",
-    ),
-    "close outside the bar": (
-        with_cell(9, CLOSE, "13"),
-        0,
-        "line 9, column 'Close': close 13 is outside [low, high] = [9, 12]",
-    ),
-    "negative volume": (
-        with_cell(10, VOLUME, "-100"),
-        0,
-        "line 10, column 'Volume': negative volume -100",
-    ),
-    "missing value on the first row": (
-        with_cell(2, CLOSE, ""),
-        3,
-        "line 2, column 'Close': empty cell (missing value) on the first data row: "
-        "no earlier row to fill it from",
-    ),
-    "missing value beyond max_gap": (
-        with_cell(6, VOLUME, "NaN"),
-        0,
-        "line 6, column 'Volume': missing value 'NaN'; 1 consecutive row(s) with missing "
-        "values (line 6), but data.max_gap = 0 allows forward-filling at most 0",
+    "missing value beyond max_gap": bad_cell(
+        6,
+        VOLUME,
+        "NaN",
+        "missing value 'NaN'; 1 consecutive row(s) with missing values (line 6), but "
+        "data.max_gap = 0 allows forward-filling at most 0",
     ),
 }
 
