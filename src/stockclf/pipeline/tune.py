@@ -12,6 +12,8 @@ import optuna
 
 from stockclf.config import Params
 from stockclf.files import write_json
+from stockclf.storage_url import same_file, storage_file
+from stockclf.tuning.artifacts import ArtifactStore, relink_snapshot, sync_artifacts
 from stockclf.tuning.checkpoints import prune_checkpoints
 from stockclf.tuning.identity import identify
 from stockclf.tuning.objective import TrainFn
@@ -34,6 +36,7 @@ class TunePaths:
     prepared: Path  # the prepare stage's output
     study_db: Path  # the SQLite study DVC tracks: the storage itself by default, else a copy
     trials: Path  # per-trial curves and the top trials' checkpoints
+    artifacts: Path  # the top trials' files for optuna-dashboard --artifact-dir
     best_params: Path  # the best trial's searched values, a params file for train_best
     metrics: Path  # best value, trial counts (a DVC metrics file)
     study_info: Path  # where readers find the study, and its name
@@ -48,6 +51,7 @@ class TunePaths:
             prepared=prepared,
             study_db=root / "study.db",
             trials=root / "trials",
+            artifacts=root / "artifacts",
             best_params=root / "best_params.yaml",
             metrics=root / "metrics.json",
             study_info=root / "study.json",
@@ -77,13 +81,19 @@ def run_tune(
         study.set_user_attr(key, json.loads(json.dumps(value, default=str)))
     carry_trials(study, storage, params, identity)
     enqueue_defaults(study, params)
-    spec = worker_spec(params, paths.prepared, paths.trials, study, url, train_fn)
+    keep, store = params.tune.keep_top_k, ArtifactStore(paths.artifacts)
+    sync_artifacts(study, storage, paths.trials, store, keep)  # a resumed or crashed study
+    spec = worker_spec(params, paths.prepared, paths.trials, study, url, train_fn, paths.artifacts)
     outcome = run_trials(spec, study, storage, params.tune.n_jobs, callbacks)
-    prune_checkpoints(study, paths.trials, params.tune.keep_top_k)
+    prune_checkpoints(study, paths.trials, keep)
+    sync_artifacts(study, storage, paths.trials, store, keep)
     summary = study_summary(study)
     write_best_params(study, params, paths.best_params)
     write_json(paths.metrics, summary)
     write_study_record(study, storage, params, paths.study_db, paths.study_info)
+    db = storage_file(url)
+    if db is None or not same_file(db, paths.study_db):
+        relink_snapshot(study, storage, paths.study_db, keep)
     write_trials_csv(study, params, paths.trials_csv)
     write_history(study, params, paths.live)
     return {**summary, "stopped": outcome}

@@ -138,8 +138,11 @@ def worker_spec(
     study: optuna.Study,
     url: str,
     train_fn: TrainFn | None = None,
+    artifacts: Path | None = None,
 ) -> WorkerSpec:
-    """What every worker of this run needs; the deadline counts from now."""
+    """What every worker of this run needs; the deadline counts from now. ``artifacts``:
+    the store each worker uploads its top trials to (the tune stage's; extra workers
+    started by :func:`join_study` upload nothing, the stage uploads when it next runs)."""
     timeout = params.tune.timeout
     return WorkerSpec(
         params=params,
@@ -149,6 +152,7 @@ def worker_spec(
         storage_url=url,
         deadline=time.time() + timeout if timeout else None,
         train_fn=train_fn,
+        artifacts=artifacts,
     )
 
 

@@ -13,6 +13,7 @@ import optuna
 from optuna.storages import BaseStorage
 
 from stockclf.config import Params
+from stockclf.tuning.artifacts import ArtifactKeeper
 from stockclf.tuning.checkpoints import CheckpointKeeper
 from stockclf.tuning.claims import claim_lock
 from stockclf.tuning.objective import Objective, TrainFn, release_memory
@@ -36,6 +37,7 @@ class WorkerSpec:
     storage_url: str
     deadline: float | None = None  # time.time() after which no new trial starts
     train_fn: TrainFn | None = None
+    artifacts: Path | None = None  # the dashboard's artifact store; None: no uploads
     poll_s: float = 2.0  # how often a worker waiting for others' trials looks again
 
     @property
@@ -65,7 +67,11 @@ class Worker:
         self.objective = Objective(
             spec.params, spec.prepared_dir, spec.trials_root, train_fn=spec.train_fn, stops=stops
         )
-        self.callbacks = [CheckpointKeeper(spec.trials_root, tune.keep_top_k), *callbacks]
+        keep = tune.keep_top_k
+        keepers: list[Callback] = [CheckpointKeeper(spec.trials_root, keep)]
+        if spec.artifacts is not None:
+            keepers.append(ArtifactKeeper(storage, spec.artifacts, spec.trials_root, keep))
+        self.callbacks = [*keepers, *callbacks]
         self.current: int | None = None
 
     def failures_since(self, first: int) -> int:
