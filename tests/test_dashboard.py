@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import tune_fakes
 from helpers import child_env
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
+from test_tune_parallel import postgres_url  # noqa: F401 (its fixture, by name below)
 
 from stockclf.pipeline.tune import TunePaths, run_tune
 from stockclf.tuning import artifacts
@@ -136,6 +138,34 @@ def test_artifacts_follow_the_top_k(make_params, tiny_prepared: Path, tmp_path: 
     store_matches_listings(study, storage, out.artifacts)
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_every_storage_kind(
+    kind: str, make_params, tiny_prepared: Path, tmp_path: Path, request
+) -> None:
+    # the seed is part of the study name: a fresh study on a shared test database
+    seed = os.getpid() * 1000 + len(str(tmp_path))
+    params = make_params({"seed": seed, "tune": {"pruner": "none", "n_trials": 3, "keep_top_k": 1}})
+    if kind == "postgresql":
+        params = tune_fakes.with_tune(params, storage=request.getfixturevalue("postgres_url"))
+    out = TunePaths.under(tmp_path / "tuning", tiny_prepared)
+    name = None
+    try:
+        run_tune(params, out, train_fn=with_curves)
+        name = json.loads(out.study_info.read_text())["study_name"]
+        storage = open_tuning_storage(params.tune.storage)
+        study = optuna.load_study(study_name=name, storage=storage)
+        assert listed(study, storage) == expected(top_trials(study, 1))
+        store_matches_listings(study, storage, out.artifacts)
+        snapshot = RDBStorage(
+            f"sqlite:///{out.study_db}"
+        )  # what DVC versions, and the dashboard opens
+        copy = optuna.load_study(study_name=name, storage=snapshot)
+        assert listed(copy, snapshot) == expected(top_trials(study, 1))
+    finally:
+        if kind == "postgresql" and name is not None:
+            optuna.delete_study(study_name=name, storage=params.tune.storage)
+
+
 def test_a_rerun_repairs_the_store(make_params, tiny_prepared: Path, tmp_path: Path) -> None:
     params = journal_params(make_params, tmp_path, n_trials=4, keep_top_k=2)
     out = TunePaths.under(tmp_path / "tuning", tiny_prepared)
@@ -168,6 +198,25 @@ def test_a_rerun_repairs_the_store(make_params, tiny_prepared: Path, tmp_path: P
     ids = {listing.artifact_id for listing in listings(storage, study_id)}
     assert names == ids | {theirs}
     assert (out.artifacts / theirs).read_text() == "mine"
+
+
+def test_a_study_seeded_from_its_snapshot_gets_its_files_again(
+    make_params, tiny_prepared: Path, tmp_path: Path
+) -> None:
+    # a fresh clone with a journal storage: the study comes back from tuning/study.db (which
+    # copies trials and user attrs, not listings), the store from DVC as it was
+    params = journal_params(make_params, tmp_path, n_trials=3, keep_top_k=2)
+    out = TunePaths.under(tmp_path / "tuning", tiny_prepared)
+    run_tune(params, out, train_fn=with_curves)
+    pulled = {p.name for p in out.artifacts.iterdir()}
+    assert len(pulled) == 4
+    (tmp_path / "study.journal").unlink()
+    summary = run_tune(params, out, train_fn=with_curves)
+    assert summary["n_complete"] == 3  # restored, nothing run
+    study, storage = study_and_storage(params)
+    assert listed(study, storage) == expected(top_trials(study, 2))
+    store_matches_listings(study, storage, out.artifacts)
+    assert not pulled & {p.name for p in out.artifacts.iterdir()}  # the old ids, unlisted, went
 
 
 def test_sync_reports_what_it_did(make_params, tiny_prepared: Path, tmp_path: Path) -> None:

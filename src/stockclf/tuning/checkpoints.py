@@ -4,7 +4,8 @@ Every trial writes under ``<trials>/trial_NNNN/``: its dvclive training curves a
 it is one of the best ``tune.keep_top_k`` complete trials, ``checkpoint/best.ckpt`` (its
 best epoch). One directory per trial, never a shared one: dvclive's Lightning logger with
 ``log_model=True`` deletes files in a checkpoint directory that its run did not write
-(unless ``resume=True``; dvclive 3.49).
+(unless ``resume=True``; dvclive 3.49). The same top trials' checkpoint and curve figure
+are also in optuna-dashboard's artifact store, kept in step by :mod:`stockclf.tuning.artifacts`.
 """
 
 from __future__ import annotations
