@@ -78,9 +78,34 @@ PRUNING_SMOKE_UPDATES: dict[str, Any] = {
         "parameter_ranges": {"batch_size": {"choices": [32]}},
     },
 }
-#: The repository's pruner first (the verdict), then the alternatives ``tune.pruner`` offers.
-PRUNERS_FULL = ("none", "median", "successive_halving", "hyperband")
-PRUNERS_SMOKE = ("none", "median")
+
+
+@dataclass(frozen=True)
+class PruningCase:
+    """One study setting of row 4: ``tune`` updates, and the unpruned case it is measured
+    against (same validation: a mean over folds is compared with a mean over folds)."""
+
+    tune: dict[str, Any]
+    reference: str = "none"
+
+
+#: The studies of row 4, by name: no pruning first, then the repository's pruner (the
+#: verdict), then the alternatives. wilcoxon needs folds, and with 3 folds a p-value
+#: threshold above 2^-2 to prune after two folds (see docs/tuning.md#pruning-across-folds).
+PRUNING_CASES: dict[str, PruningCase] = {
+    "none": PruningCase({"pruner": "none"}),
+    "median": PruningCase({"pruner": "median"}),
+    "successive_halving": PruningCase({"pruner": "successive_halving"}),
+    "hyperband": PruningCase({"pruner": "hyperband"}),
+    "hyperband_min2": PruningCase({"pruner": "hyperband", "min_resource": 2}),
+    "median_w0_s1": PruningCase({"pruner": "median", "n_warmup_steps": 0, "n_startup_trials": 1}),
+    "none_folds3": PruningCase({"pruner": "none", "folds": 3}),
+    "wilcoxon_folds3": PruningCase(
+        {"pruner": "wilcoxon", "folds": 3, "wilcoxon_p_threshold": 0.3}, reference="none_folds3"
+    ),
+}
+PRUNERS_FULL = tuple(PRUNING_CASES)
+PRUNERS_SMOKE = ("none", "median", "none_folds3", "wilcoxon_folds3")
 VALUE_TOLERANCE = 0.01
 EPOCH_SHARE_TARGET = 0.40
 
@@ -133,20 +158,27 @@ class Study:
     seconds: float
 
 
-def run_study(ctx: Context, base: Params, pruner: str, seed: int) -> Study:
-    """One whole tuning study with ``pruner``."""
+def epochs_trained(trial: optuna.trial.FrozenTrial) -> int:
+    """Epochs one trial trained: with folds, the epochs of every fold it ran; with one
+    split, its reported intermediate values (one per validated epoch, pruned or not)."""
+    if "fold_epochs" in trial.user_attrs:
+        return int(sum(trial.user_attrs["fold_epochs"]))
+    return len(trial.intermediate_values)
+
+
+def run_study(ctx: Context, base: Params, case: str, seed: int) -> Study:
+    """One whole tuning study of the case named ``case``."""
     data = base.model_dump()
     data["seed"] = seed
-    data["tune"]["pruner"] = pruner
-    root = ctx.workdir / "row4" / f"seed{seed}-{pruner}"
+    data["tune"].update(PRUNING_CASES[case].tune)
+    root = ctx.workdir / "row4" / f"seed{seed}-{case}"
     params, prepared = synthetic_prepared(ctx, validate_params(data, "<row 4>"))
     params = with_storage(params, root / "study.db")
     start = time.perf_counter()
     summary = run_tune(params, TunePaths.under(root / "out", prepared))
     seconds = time.perf_counter() - start
     trials = load_only_study(params).get_trials(deepcopy=False)
-    # Each reported intermediate value is one validated epoch, i.e. one epoch trained.
-    epochs = sum(len(t.intermediate_values) for t in trials)
+    epochs = sum(epochs_trained(t) for t in trials)
     best = float(summary["best_value"])
     return Study(epochs, best, summary["n_pruned"], summary["n_complete"], seconds)
 
@@ -163,19 +195,28 @@ class Verdict(NamedTuple):
 class PruningSavings:
     """Row 4: the same studies (seed, trials, search space) under each pruner."""
 
-    params: Params  # of the studies, but for the seed and the pruner
+    params: Params  # of the studies, but for the seed and each case's tune updates
     seeds: list[int]
-    studies: dict[str, list[Study]]  # pruner -> one study per seed; "none" first
+    studies: dict[str, list[Study]]  # case -> one study per seed; "none" first
 
     @property
     def pruners(self) -> list[str]:
+        """Every case measured, in order (the name of its row in the table)."""
         return list(self.studies)
 
+    @property
+    def pruned(self) -> list[str]:
+        """The cases that prune, each against its unpruned reference."""
+        return [p for p in self.studies if PRUNING_CASES[p].tune["pruner"] != "none"]
+
+    def reference(self, case: str) -> str:
+        return PRUNING_CASES[case].reference
+
     def share(self, pruner: str, r: int) -> float:
-        return self.studies[pruner][r].epochs / self.studies["none"][r].epochs
+        return self.studies[pruner][r].epochs / self.studies[self.reference(pruner)][r].epochs
 
     def gap(self, pruner: str, r: int) -> float:
-        return self.studies[pruner][r].best - self.studies["none"][r].best
+        return self.studies[pruner][r].best - self.studies[self.reference(pruner)][r].best
 
     def verdict(self, pruner: str) -> Verdict:
         share = median([self.share(pruner, r) for r in range(len(self.seeds))])
@@ -189,14 +230,15 @@ class PruningSavings:
 
     def floor_epochs(self) -> int:
         """The fewest epochs the median pruner can use: n_startup_trials whole trials, and
-        two epochs (n_warmup_steps = 1) for every later trial."""
+        n_warmup_steps + 1 epochs for every later trial."""
         tune = self.params.tune
         later = tune.n_trials - tune.n_startup_trials
-        return tune.n_startup_trials * tune.tuning_max_epochs + 2 * later
+        return tune.n_startup_trials * tune.tuning_max_epochs + (tune.n_warmup_steps + 1) * later
 
 
 def pruning_savings(ctx: Context) -> PruningSavings:
-    """Row 4: the same study (seed, trials, search space) with and without pruning."""
+    """Row 4: the same study (seed, trials, search space) with and without pruning, in each
+    case of :data:`PRUNING_CASES` the mode runs."""
     pruners = PRUNERS_SMOKE if ctx.smoke else PRUNERS_FULL
     base = bench_params(ctx, PRUNING_SMOKE_UPDATES if ctx.smoke else PRUNING_UPDATES)
     seeds = [base.seed + r for r in range(ctx.repeats)]

@@ -27,9 +27,10 @@ def test_pruning_row_counts_epochs_of_real_studies(tmp_path: Path) -> None:
     assert isinstance(row.met, bool)
     assert PERCENT.search(row.result), row.result
     assert "median pruner" in row.result
-    # one table line per (seed, pruner): | seed | pruner | epochs | ...
+    # one table line per (seed, case): | seed | case | epochs | ...
     lines = [line for line in row.details if re.match(r"\| \d+ \| \w+ \|", line)]
-    assert [line.split("|")[2].strip() for line in lines] == ["none", "median"]
+    cases = [line.split("|")[2].strip() for line in lines]
+    assert cases == ["none", "median", "none_folds3", "wilcoxon_folds3"]
     epochs = [int(line.split("|")[3]) for line in lines]
     assert all(e > 0 for e in epochs)
     # the unpruned study trained every epoch of every trial (3 trials x 2 in smoke mode)
@@ -37,6 +38,17 @@ def test_pruning_row_counts_epochs_of_real_studies(tmp_path: Path) -> None:
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{none_db}")
     assert epochs[0] == sum(len(t.intermediate_values) for t in study.get_trials()) == 6
     assert epochs[1] <= epochs[0]
+    # with folds a trial's epochs are those of every fold it ran: 3 x 3 folds x 2 unpruned
+    folds_db = tmp_path / "row4" / "seed42-none_folds3" / "study.db"
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{folds_db}")
+    assert all(len(t.user_attrs["fold_epochs"]) == 3 for t in study.get_trials())
+    assert epochs[2] == sum(sum(t.user_attrs["fold_epochs"]) for t in study.get_trials())
+    wilcoxon_db = tmp_path / "row4" / "seed42-wilcoxon_folds3" / "study.db"
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{wilcoxon_db}")
+    ran = [len(t.user_attrs["fold_epochs"]) for t in study.get_trials()]
+    assert ran[0] == 3 and all(n in (2, 3) for n in ran)  # a prune comes after two folds
+    assert epochs[3] == sum(sum(t.user_attrs["fold_epochs"]) for t in study.get_trials())
+    assert "wilcoxon_folds3 (vs none_folds3)" in "\n".join(row.details)
     # the verdict follows the figures in its own table: epoch share and best-value gap
     gap = float(lines[1].split("|")[6])
     expected = epochs[1] / epochs[0] <= EPOCH_SHARE_TARGET and gap >= -VALUE_TOLERANCE

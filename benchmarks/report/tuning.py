@@ -8,6 +8,7 @@ from benchmarks.report import Renderer, Words, figures_line, fmt_seconds, pct
 from benchmarks.trial_rows import COMPUTE, OVERHEAD_LIMIT, TRIAL_PARTS, TrialOverhead
 from benchmarks.tuning_rows import (
     EPOCH_SHARE_TARGET,
+    PRUNING_CASES,
     SYNTHETIC_SIGNAL,
     SYNTHETIC_SIZES,
     VALUE_TOLERANCE,
@@ -37,13 +38,23 @@ def pruning_table(m: PruningSavings) -> list[str]:
     header = ["seed", "pruner", "epochs", "share of unpruned", "best value", "vs unpruned"]
     header += ["complete / pruned", "wall"]
     lines = [*table(header, "rlrrrrrr", rows), ""]
-    for p in m.pruners[1:]:
+    for p in m.pruned:
         v = m.verdict(p)
         lines.append(
-            f"- {p}: median share of epochs {pct(v.share)}, median best-value gap "
-            f"{v.gap:+.4f}, target {'met' if v.met else 'not met'}"
+            f"- {p} (vs {m.reference(p)}): median share of epochs {pct(v.share)}, median "
+            f"best-value gap {v.gap:+.4f}, target {'met' if v.met else 'not met'}"
         )
     return lines
+
+
+def case_words(m: PruningSavings) -> str:
+    """What each case sets on top of the studies' params, and what it is compared with."""
+    parts = []
+    for name in m.pruners:
+        case = PRUNING_CASES[name]
+        sets = ", ".join(f"{k} {v}" for k, v in case.tune.items())
+        parts.append(f"{name} ({sets}" + (f"; vs {case.reference})" if name in m.pruned else ")"))
+    return "; ".join(parts)
 
 
 def pruning_method(m: PruningSavings) -> str:
@@ -62,10 +73,12 @@ def pruning_method(m: PruningSavings) -> str:
         f"{tune.tuning_max_epochs} epochs, the repository's search space (batch size fixed), "
         f"TPE sampler, n_startup_trials {tune.n_startup_trials}, early stopping patience "
         f"{base.train.early_stopping_patience}. Each study has its own SQLite storage and is "
-        f"run with tune.pruner {', '.join(m.pruners)}; same seed and trial count for all, "
+        f"run as one of the cases {case_words(m)}; same seed and trial count for all, "
         f"{len(m.seeds)} seeds ({', '.join(map(str, m.seeds))}), pruners interleaved and "
         f"rotated. Epochs used = the trials' reported intermediate values (one per validated "
-        f"epoch); best value = the study's best complete {tune.metric}. Verdict on the "
+        f"epoch), or with tune.folds the epochs of every fold a trial ran; a case's share and "
+        f"gap are against its unpruned reference (the same folds); best value = the study's "
+        f"best complete {tune.metric} (with folds, the mean over folds). Verdict on the "
         f"repository's pruner (median): met when the median over seeds of (pruned epochs / "
         f"unpruned epochs) is at most {pct(EPOCH_SHARE_TARGET)} and the median over seeds of "
         f"(pruned best - unpruned best) is at least -{VALUE_TOLERANCE}. One torch thread."
@@ -78,14 +91,16 @@ def pruning_explanation(m: PruningSavings) -> str:
     total = tune.n_trials * tune.tuning_max_epochs
     others = "; ".join(
         f"{p} {pct(m.verdict(p).share)} of the epochs, best-value gap {m.verdict(p).gap:+.3f}"
-        for p in m.pruners[2:]
+        for p in m.pruned
+        if p != "median"
     )
     return (
         f"The median pruner used {pct(v.share)} of the unpruned epochs (best-value gap "
         f"{v.gap:+.3f}). It never prunes the first n_startup_trials = "
         f"{tune.n_startup_trials} trials ({pct(tune.n_startup_trials / tune.n_trials)} of "
-        f"an unpruned study's {tune.n_trials} trials), and with n_warmup_steps = 1 every "
-        f"later trial trains at least 2 epochs: pruning every later trial at its first "
+        f"an unpruned study's {tune.n_trials} trials), and with n_warmup_steps = "
+        f"{tune.n_warmup_steps} every later trial trains at least {tune.n_warmup_steps + 1} "
+        f"epochs: pruning every later trial at its first "
         f"chance would still use {m.floor_epochs()} of {total} epochs "
         f"({pct(m.floor_epochs() / total)}), and it prunes only trials below the median of "
         f"the others at the same epoch. "
@@ -99,7 +114,7 @@ def pruning_savings(m: PruningSavings) -> Words:
         f"median pruner: {pct(v.share)} of the unpruned epochs, best value {v.gap:+.3f} vs "
         f"unpruned (medians of {len(m.seeds)} seeds)"
     )
-    others = [p for p in m.pruners[2:] if m.verdict(p).met]
+    others = [p for p in m.pruned if p != "median" and m.verdict(p).met]
     if others:
         result += f"; target met by {', '.join(others)}"
     return Words(

@@ -221,6 +221,11 @@ class TuneParams(_Strict):
     sampler: Annotated[str, registered(SAMPLERS)] = "tpe"
     pruner: Annotated[str, registered(PRUNERS)] = "median"
     n_startup_trials: int = Field(3, ge=0)
+    # Walk-forward validation folds before data.test_start (1 = the train/val split alone).
+    folds: int = Field(1, ge=1)
+    n_warmup_steps: int = Field(1, ge=0)  # median pruner: a trial's first epochs never pruned
+    min_resource: int = Field(1, ge=1)  # hyperband: epochs of a trial's first rung
+    wilcoxon_p_threshold: float = Field(0.1, gt=0, lt=1)  # wilcoxon: prune below this p
     keep_top_k: int = Field(3, ge=0)  # trials whose best checkpoint is kept (0 = none)
     heartbeat_interval: int = Field(60, ge=1)  # seconds between a running trial's heartbeats
     grace_period: int = Field(180, ge=2)  # seconds without a heartbeat before a trial is stale
@@ -261,7 +266,47 @@ class TuneParams(_Strict):
                 f"grace_period ({self.grace_period}) must be longer than heartbeat_interval "
                 f"({self.heartbeat_interval}), or live trials would be failed as stale"
             )
+        if self.min_resource > self.tuning_max_epochs:
+            raise ValueError(
+                f"tune.min_resource ({self.min_resource}) must be at most "
+                f"tune.tuning_max_epochs ({self.tuning_max_epochs}): hyperband's first rung "
+                "cannot be longer than a trial"
+            )
+        _check_fold_pruner(self.pruner, self.folds, self.wilcoxon_p_threshold)
         return self
+
+
+#: Pruners that compare trials epoch by epoch; folds have no shared epoch steps.
+EPOCH_PRUNERS = ("median", "successive_halving", "hyperband")
+
+
+def _check_fold_pruner(pruner: str, folds: int, p_threshold: float) -> None:
+    """Which pruners go with ``tune.folds``: the epoch pruners with one fold; wilcoxon with
+    folds that leave it a chance to prune before the last fold (it tests at least two
+    folds, its smallest one-sided p-value after n folds is 2^-n, and a prune after the last
+    fold saves nothing)."""
+    if folds > 1 and pruner in EPOCH_PRUNERS:
+        raise ValueError(
+            f"tune.pruner {pruner!r} compares trials epoch by epoch, but with tune.folds = "
+            f"{folds} a trial reports one value per fold (each fold has its own epoch "
+            "budget); use tune.pruner: wilcoxon (or none) with tune.folds > 1"
+        )
+    if pruner != "wilcoxon":
+        return
+    if folds < 3:
+        raise ValueError(
+            f"tune.pruner 'wilcoxon' needs tune.folds >= 3 (got {folds}): it compares a "
+            "trial with the best one on at least two folds, and a prune after the last fold "
+            "saves nothing (use median or hyperband with tune.folds = 1)"
+        )
+    smallest = 2.0 ** -(folds - 1)
+    if smallest >= p_threshold:
+        raise ValueError(
+            f"tune.pruner 'wilcoxon' can never prune with tune.folds = {folds} and "
+            f"tune.wilcoxon_p_threshold = {p_threshold}: after n folds its smallest p-value "
+            f"is 2^-n, {smallest:g} after {folds - 1} folds (a prune after the last one "
+            f"saves nothing); raise tune.wilcoxon_p_threshold above {smallest:g} or tune.folds"
+        )
 
 
 class VisualizeParams(_Strict):

@@ -71,7 +71,7 @@ PRUNERS = Registry(
     "pruner",
     {
         name: f"stockclf.tuning.samplers:{name}_pruner"
-        for name in ("none", "median", "successive_halving", "hyperband")
+        for name in ("none", "median", "successive_halving", "hyperband", "wilcoxon")
     },
 )
 PLOTS = Registry(

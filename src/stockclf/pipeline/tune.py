@@ -11,10 +11,12 @@ from typing import Any
 import optuna
 
 from stockclf.config import Params
+from stockclf.data.folds import make_folds
 from stockclf.files import write_json
 from stockclf.storage_url import same_file, storage_file
 from stockclf.tuning.artifacts import ArtifactStore, relink_snapshot, sync_artifacts
 from stockclf.tuning.checkpoints import prune_checkpoints
+from stockclf.tuning.curves import write_trial_curves
 from stockclf.tuning.identity import identify
 from stockclf.tuning.objective import TrainFn
 from stockclf.tuning.outputs import (
@@ -74,6 +76,8 @@ def run_tune(
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     check_space(params)
+    # tune.folds that the prepared data cannot be cut into stops here, before any trial
+    make_folds(paths.prepared, params.tune.folds, params.seed, params.data.stride)
     identity, name = identify(params, paths.prepared)
     url = params.tune.storage
     study, storage = open_tuning_study(params, name, url, paths.study_db)
@@ -96,7 +100,15 @@ def run_tune(
         relink_snapshot(study, storage, paths.study_db, keep)
     write_trials_csv(study, params, paths.trials_csv)
     write_history(study, params, paths.live)
+    # after write_history: its dvclive Live clears plots/metrics/ (not this file) when it opens
+    write_trial_curves(study, paths.trials, trial_curves_file(paths.live))
     return {**summary, "stopped": outcome}
+
+
+def trial_curves_file(live: Path) -> Path:
+    """The merged curves of every trial, inside the stage's dvclive output (dvc.yaml's
+    trial-curve plots name it)."""
+    return live / "plots" / "trial_curves.tsv"
 
 
 def describe(summary: dict[str, Any]) -> str:

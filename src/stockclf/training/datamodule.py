@@ -15,16 +15,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from stockclf.data.store import load_meta, load_split
+from stockclf.data.folds import Fold, fold_split
+from stockclf.data.store import SplitData, load_meta, load_split
 from stockclf.training.batches import TensorBatches, place_split
 
 
 class PreparedDataModule(L.LightningDataModule):
-    def __init__(self, prepared_dir: str | Path, batch_size: int, seed: int) -> None:
+    def __init__(
+        self, prepared_dir: str | Path, batch_size: int, seed: int, fold: Fold | None = None
+    ) -> None:
         super().__init__()
         self.prepared_dir = Path(prepared_dir)
         self.batch_size = batch_size
         self.seed = seed
+        self.fold = fold  # tune.folds: train and val are this fold's rows (test is as prepared)
         meta = load_meta(self.prepared_dir)
         self.classes: list[str] = list(meta["classes"])
         self.in_channels = int(meta["n_channels"])
@@ -40,11 +44,17 @@ class PreparedDataModule(L.LightningDataModule):
         trainer = self.trainer
         return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
+    def split(self, split: str) -> SplitData:
+        """The samples of ``split``: the prepared split, or the fold's train or val rows."""
+        if self.fold is not None and split in ("train", "val"):
+            return fold_split(self.prepared_dir, self.fold, split)
+        return load_split(self.prepared_dir, split)
+
     def tensors(self, split: str) -> tuple[Tensor, Tensor]:
         """``(X, y)`` of ``split`` (``N x C x L`` float32, ``N`` int64), loaded once and
         placed by :func:`place_split` for the training device."""
         if split not in self._tensors:
-            data = load_split(self.prepared_dir, split)
+            data = self.split(split)
             x = torch.from_numpy(np.array(data.X, dtype=np.float32))  # copy out of the mmap
             y = torch.from_numpy(np.array(data.y, dtype=np.int64))
             self._tensors[split] = place_split(x, y, self.device)

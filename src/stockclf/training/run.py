@@ -20,7 +20,8 @@ from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardL
 from lightning.pytorch.utilities import rank_zero_only
 
 from stockclf.config import Params, TrainParams
-from stockclf.data.store import load_meta, load_split
+from stockclf.data.folds import Fold
+from stockclf.data.store import load_meta
 from stockclf.training.budget import run_budget
 from stockclf.training.callbacks import TieBreakCheckpoint, TieBreakEarlyStopping
 from stockclf.training.datamodule import PreparedDataModule
@@ -179,6 +180,7 @@ def train_model(
     checkpoint_dir: str | Path | None = None,
     callbacks: Sequence[Callback] = (),
     progress_bar: bool = True,
+    fold: Fold | None = None,
 ) -> tuple[StockClassifier, L.Trainer, PreparedDataModule]:
     """Train on train, validate every epoch on val, early-stop on the kept epoch's rule.
 
@@ -188,14 +190,15 @@ def train_model(
     ItalyPowerDemand: test accuracy 0.81 kept by F1, 0.95 by loss; benchmarks/ACCURACY.md's
     lever run found the two equal).
     With ``checkpoint_dir`` the kept epoch is saved there and loaded back before return,
-    so the returned module is that epoch's.
+    so the returned module is that epoch's. With ``fold`` (tune.folds), train and val are
+    that fold's rows.
     """
     quiet_lightning()
     L.seed_everything(params.seed, workers=True, verbose=False)
-    data = PreparedDataModule(prepared_dir, params.train.batch_size, params.seed)
+    data = PreparedDataModule(prepared_dir, params.train.batch_size, params.seed, fold)
     module = StockClassifier(params.model, params.train, data.in_channels, data.num_classes)
     module.data_meta = checkpoint_meta(params, prepared_dir)
-    train_split = load_split(prepared_dir, "train")
+    train_split = data.split("train")
     fit_to_training_split(module, train_split.X, train_split.y, params.train)
     budget = run_budget(max_epochs, len(train_split), params.train)
     module.warmup_epochs = budget.warmup_epochs

@@ -15,7 +15,8 @@ from stockclf.data.store import data_fingerprint
 
 def study_identity(params: Params, fingerprint: str) -> dict[str, Any]:
     """Everything that makes two trials comparable: the search space, the training params
-    it does not tune, the tuning budget and metric, and the data version.
+    it does not tune, the tuning budget and metric, the validation folds and the data
+    version.
 
     ``n_trials``, ``timeout``, ``n_jobs``, the sampler, the pruner and ``train.loggers``
     (where the curves are written, not what they are) are left out on purpose: changing
@@ -39,6 +40,9 @@ def study_identity(params: Params, fingerprint: str) -> dict[str, Any]:
         "metric": params.tune.metric,
         "direction": params.tune.direction,
         "data": fingerprint,
+        # a trial's value is the mean over its folds: not comparable across fold counts;
+        # absent at 1, so the studies made before tune.folds existed keep their names
+        **({"folds": params.tune.folds} if params.tune.folds != 1 else {}),
     }
 
 

@@ -1,5 +1,6 @@
-"""One trial: train with suggested params, report per-epoch values for pruning, and turn
-failures into recorded, non-fatal trial states.
+"""One trial: train with suggested params (once, or once per fold of ``tune.folds``),
+report per-epoch or per-fold values for pruning, and turn failures into recorded,
+non-fatal trial states.
 
 Failure policy (each is recorded in the trial's user attributes, and the study goes on):
 
@@ -62,7 +63,10 @@ def train_trial(
     live_dir: Path,
     checkpoint: Path | None,
 ) -> float:
-    """The real training of one trial (the default ``train_fn``)."""
+    """The real training of one trial (the default ``train_fn``): one run on the train/val
+    split, reporting every epoch for pruning, or one run per fold (:func:`train_folds`)."""
+    if params.tune.folds > 1:
+        return train_folds(params, prepared_dir, trial, live_dir, checkpoint)
     from optuna_integration import PyTorchLightningPruningCallback
 
     from stockclf.training.callbacks import kept_epoch
@@ -85,6 +89,75 @@ def train_trial(
     # tune.metric at the kept epoch, the one train_best would keep (not the last epoch's)
     score = kept.get(tune.metric, float("nan"))
     return float(score)
+
+
+def fold_dir(live_dir: Path, k: int) -> Path:
+    """Where fold ``k`` of a trial writes its curves (a dvclive directory of its own)."""
+    return live_dir / f"fold_{k}"
+
+
+def train_folds(
+    params: Params,
+    prepared_dir: Path,
+    trial: optuna.Trial,
+    live_dir: Path,
+    checkpoint: Path | None,
+) -> float:
+    """One run per walk-forward fold, earliest first; the value is the mean of the folds'
+    ``tune.metric`` at their kept epochs.
+
+    Fold k's value is reported at step k, so the wilcoxon pruner pairs it with the best
+    trial's fold k and may stop the trial after any fold but the last (which saves
+    nothing). Only the last fold, the prepared train/val split that train_best also trains
+    on, keeps a checkpoint. User attributes: ``fold_values``, ``fold_epochs`` (epochs
+    trained), ``fold_kept`` (each fold's kept-epoch metrics) and ``best_epoch``, their
+    mean over the folds.
+    """
+    from stockclf.data.folds import make_folds
+    from stockclf.training.callbacks import kept_epoch
+
+    train_model = sys.modules[__name__].train_model
+    tune = params.tune
+    folds = make_folds(prepared_dir, tune.folds, params.seed, params.data.stride)
+    values: list[float] = []
+    trained: list[int] = []
+    kept_metrics: list[dict[str, float]] = []
+    for k, fold in enumerate(folds):
+        last = k == len(folds) - 1
+        _, trainer, _ = train_model(
+            params,
+            prepared_dir,
+            max_epochs=tune.tuning_max_epochs,
+            live_dir=fold_dir(live_dir, k),
+            monitor=tune.metric,
+            mode="max" if tune.direction == "maximize" else "min",
+            checkpoint_dir=checkpoint if last else None,
+            callbacks=[],
+            progress_bar=False,
+            fold=fold,
+        )
+        kept = kept_epoch(trainer)
+        values.append(float(kept.get(tune.metric, float("nan"))))
+        trained.append(int(trainer.current_epoch))
+        kept_metrics.append(kept)
+        del trainer
+        gc.collect()  # the fold's tensors sit in reference cycles (trainer <-> module)
+        for name, value in (("fold_values", values), ("fold_epochs", trained)):
+            trial.set_user_attr(name, value)
+        trial.set_user_attr("fold_kept", kept_metrics)
+        if not math.isfinite(values[-1]):
+            raise NonFiniteMetric(f"{tune.metric} of fold {k} is {values[-1]}")
+        trial.report(values[-1], k)
+        if not last and trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after fold {k} of {len(folds)}")
+    trial.set_user_attr("best_epoch", mean_metrics(kept_metrics))
+    return sum(values) / len(values)
+
+
+def mean_metrics(kept: list[dict[str, float]]) -> dict[str, float]:
+    """The mean over folds of each validation metric every fold's kept epoch has."""
+    names = set.intersection(*(set(k) for k in kept)) - {"epoch"}
+    return {name: sum(k[name] for k in kept) / len(kept) for name in sorted(names)}
 
 
 def record_failure(trial: optuna.Trial, kind: str, reason: str, trace: str | None = None) -> None:

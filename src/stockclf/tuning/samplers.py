@@ -45,7 +45,9 @@ def none_pruner(tune: TuneParams) -> optuna.pruners.BasePruner:
 
 
 def median_pruner(tune: TuneParams) -> optuna.pruners.BasePruner:
-    return optuna.pruners.MedianPruner(n_startup_trials=tune.n_startup_trials, n_warmup_steps=1)
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=tune.n_startup_trials, n_warmup_steps=tune.n_warmup_steps
+    )
 
 
 def successive_halving_pruner(tune: TuneParams) -> optuna.pruners.BasePruner:
@@ -53,7 +55,18 @@ def successive_halving_pruner(tune: TuneParams) -> optuna.pruners.BasePruner:
 
 
 def hyperband_pruner(tune: TuneParams) -> optuna.pruners.BasePruner:
-    return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=tune.tuning_max_epochs)
+    return optuna.pruners.HyperbandPruner(
+        min_resource=tune.min_resource, max_resource=tune.tuning_max_epochs
+    )
+
+
+def wilcoxon_pruner(tune: TuneParams) -> optuna.pruners.BasePruner:
+    """Fold by fold against the best trial (``tune.folds >= 3``; the objective reports fold
+    k's value at step k). Optuna marks it experimental, which it would warn about on
+    every study."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.pruners.WilcoxonPruner(p_threshold=tune.wilcoxon_p_threshold)
 
 
 def make_sampler(

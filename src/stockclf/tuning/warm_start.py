@@ -26,8 +26,9 @@ from stockclf.config import CategoricalRange, Params, tunable_is_int
 from stockclf.tuning.space import in_range, label
 from stockclf.tuning.trials import FINISHED
 
-#: What must be equal for two studies' trial values to be comparable.
-SAME = ("data", "tuning_max_epochs", "metric", "direction")
+#: What must be equal for two studies' trial values to be comparable ("folds" is absent
+#: from an identity with tune.folds = 1, so it is compared with .get()).
+SAME = ("data", "tuning_max_epochs", "metric", "direction", "folds")
 
 
 @dataclass
@@ -61,7 +62,7 @@ def source_study(
     like = [
         s
         for s in studies
-        if all(s.user_attrs.get("identity", {}).get(k) == identity[k] for k in SAME)
+        if all(s.user_attrs.get("identity", {}).get(k) == identity.get(k) for k in SAME)
     ]
     return like[-1] if like else None  # the storage lists studies in creation order
 
@@ -80,7 +81,7 @@ def why_not(
 ) -> str | None:
     """Why a trial that ran with ``trial_values`` cannot join the new study, or None."""
     for key in SAME:
-        if old.get(key) != new[key]:
+        if old.get(key) != new.get(key):
             return f"its study was measured with another {key}"
     for key, value in {**new["model"], **new["train"]}.items():
         if key in trial_values and trial_values[key] != value:
