@@ -197,7 +197,6 @@ def test_a_fold_without_a_class_is_refused() -> None:
 # ------------------------------------------------------------------------ null test
 
 
-@pytest.mark.slow
 def test_null_random_walk_folds_score_inside_the_chance_band(
     make_params, tmp_path: Path, one_torch_thread
 ) -> None:
