@@ -65,7 +65,8 @@ def fold_fake(calls: list[dict[str, Any]], score_of):
     """``train_model`` that scores ``score_of(params, fold_index)`` and records each call."""
 
     def train_model(params, prepared_dir, max_epochs, live_dir, monitor, mode, **kw):
-        k = int(Path(live_dir).name.removeprefix("fold_"))
+        name = Path(live_dir).name  # fold_K with folds, trial_NNNN without
+        k = int(name.removeprefix("fold_")) if name.startswith("fold_") else 0
         calls.append({"k": k, **kw})
         Path(live_dir).mkdir(parents=True, exist_ok=True)
         return None, FakeFoldTrainer(score_of(params, k), epochs=k + 2), None
@@ -197,6 +198,30 @@ def test_only_the_fold_count_changes_the_study_name(make_params) -> None:
     assert study_name(study_identity(make_params({"tune": same}), "data-v1")) == study_name(base)
     folded = study_identity(make_params({"tune": {"folds": 3, "pruner": "none"}}), "data-v1")
     assert folded["folds"] == 3 and study_name(folded) != study_name(base)
+
+
+def test_trials_of_another_fold_count_are_not_carried(
+    make_params, long_prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A study valued on one split does not warm-start one valued on three folds."""
+    monkeypatch.setattr(objective_module, "train_model", fold_fake([], lambda p, k: 0.4))
+    base = {"data": {"stride": 1}, "tune": {"pruner": "none", "n_trials": 2}}
+    out = TunePaths.under(tmp_path / "tuning", long_prepared)
+    first = make_params(base)
+    run_tune(first, out)
+    (old,) = optuna.get_all_study_names(first.tune.storage)
+    tune = {**base["tune"], "folds": 3, "warm_start_from": old}
+    second = make_params({**base, "tune": tune})
+    capsys.readouterr()
+    run_tune(second, out)
+    err = capsys.readouterr().err
+    assert f"carried 0 trials from {old}" in err
+    assert err.count("skipped: its study was measured with another folds") == 2
+    names = optuna.get_all_study_names(second.tune.storage)
+    new = optuna.load_study(
+        study_name=next(n for n in names if n != old), storage=second.tune.storage
+    )
+    assert not any("carried_from" in t.user_attrs for t in new.trials)
 
 
 # ---------------------------------------------------------------- the curves plot
