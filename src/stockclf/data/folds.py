@@ -175,14 +175,16 @@ def stratified_folds(y: np.ndarray, folds: int, seed: int, classes: list[str]) -
 
 def fold_split(prepared_dir: str | Path, fold: Fold, part: str) -> SplitData:
     """The rows of ``fold``'s ``part`` (``train`` or ``val``), gathered into memory from the
-    prepared train and val splits, in pool order."""
+    prepared train and val splits, in pool order. Each array is written once into its
+    output (``np.take``), never gathered and then concatenated."""
     index = {"train": fold.train, "val": fold.val}[part]
     train, val = (load_split(prepared_dir, s) for s in ("train", "val"))
     early, late = index[index < len(train)], index[index >= len(train)] - len(train)
-    fields = ("X", "y", "dates", "symbols", "forward_return")
-    return SplitData(
-        **{
-            name: np.concatenate([getattr(train, name)[early], getattr(val, name)[late]])
-            for name in fields
-        }
-    )
+    arrays = {}
+    for name in ("X", "y", "dates", "symbols", "forward_return"):
+        a, b = getattr(train, name), getattr(val, name)
+        out = np.empty((len(index), *a.shape[1:]), dtype=a.dtype)
+        np.take(a, early, axis=0, out=out[: len(early)])
+        np.take(b, late, axis=0, out=out[len(early) :])
+        arrays[name] = out
+    return SplitData(**arrays)

@@ -29,6 +29,7 @@ class PreparedDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.seed = seed
         self.fold = fold  # tune.folds: train and val are this fold's rows (test is as prepared)
+        self._fold_rows: dict[str, SplitData] = {}  # gathered once, shared with the tensors
         meta = load_meta(self.prepared_dir)
         self.classes: list[str] = list(meta["classes"])
         self.in_channels = int(meta["n_channels"])
@@ -47,7 +48,9 @@ class PreparedDataModule(L.LightningDataModule):
     def split(self, split: str) -> SplitData:
         """The samples of ``split``: the prepared split, or the fold's train or val rows."""
         if self.fold is not None and split in ("train", "val"):
-            return fold_split(self.prepared_dir, self.fold, split)
+            if split not in self._fold_rows:
+                self._fold_rows[split] = fold_split(self.prepared_dir, self.fold, split)
+            return self._fold_rows[split]
         return load_split(self.prepared_dir, split)
 
     def tensors(self, split: str) -> tuple[Tensor, Tensor]:
@@ -55,8 +58,9 @@ class PreparedDataModule(L.LightningDataModule):
         placed by :func:`place_split` for the training device."""
         if split not in self._tensors:
             data = self.split(split)
-            x = torch.from_numpy(np.array(data.X, dtype=np.float32))  # copy out of the mmap
-            y = torch.from_numpy(np.array(data.y, dtype=np.int64))
+            copy = split not in self._fold_rows  # a fold's rows are in memory already
+            x = torch.from_numpy(np.array(data.X, dtype=np.float32, copy=copy))  # out of the mmap
+            y = torch.from_numpy(np.array(data.y, dtype=np.int64, copy=copy))
             self._tensors[split] = place_split(x, y, self.device)
         return self._tensors[split]
 
