@@ -167,15 +167,42 @@ def progress_line(record: RunRecord, done: int, total: int, elapsed: float) -> s
     )
 
 
-def rerender(paths: list[Path], out: Path, json_path: Path) -> int:
-    """Re-render a report from saved runs; several files are joined (their variants)."""
-    docs = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+def join(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from several runs of the benchmark: new variants are added, and a variant
+    that two files share is completed with the (set, seed) runs the first files lack, so a
+    stopped benchmark can be finished by running only what is missing. A shared variant
+    must have been run with the same overrides, tuning and budget, or the two are not one
+    measurement."""
     doc = docs[0]
     for other in docs[1:]:
-        known = {v["name"] for v in doc["variants"]}
-        doc["variants"] += [v for v in other["variants"] if v["name"] not in known]
-        doc["runs"] += [r for r in other["runs"] if r["variant"] not in known]
+        mine = {v["name"]: v for v in doc["variants"]}
+        for variant in other["variants"]:
+            if variant["name"] not in mine:
+                doc["variants"].append(variant)
+            elif mine[variant["name"]] != variant:
+                raise ValueError(
+                    f"variant {variant['name']!r} was run with other params in the two files: "
+                    f"{mine[variant['name']]} against {variant}"
+                )
+        have = {(r["variant"], r["dataset"], r["seed"]) for r in doc["runs"]}
+        doc["runs"] += [
+            r for r in other["runs"] if (r["variant"], r["dataset"], r["seed"]) not in have
+        ]
+        doc["sets"] += [s for s in other["sets"] if s not in doc["sets"]]
+        doc["seeds"] += [s for s in other["seeds"] if s not in doc["seeds"]]
         doc["wall_s"] += other["wall_s"]
+        doc.setdefault("joined", []).append({"command": other["command"], "date": other["date"]})
+    return doc
+
+
+def rerender(paths: list[Path], out: Path, json_path: Path) -> int:
+    """Re-render a report from saved runs; several files are joined (:func:`join`)."""
+    docs = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    try:
+        doc = join(docs)
+    except ValueError as err:
+        print(f"--from-json: {err}", file=sys.stderr)
+        return 2
     write(doc, out, json_path)
     print(f"wrote {out} and {json_path}")
     return 0

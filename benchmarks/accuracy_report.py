@@ -85,6 +85,7 @@ def variant_row(doc: dict[str, Any], name: str) -> dict[str, Any]:
         "per_set": {r["dataset"]: r["model"][0] if r["model"] else None for r in rows},
         "mean": mean_row(rows)["model"],
         "minirocket": {r["dataset"]: r["minirocket"][0] if r["minirocket"] else None for r in rows},
+        "seeds": sorted({r["seed"] for r in runs if r["ok"]}),
         "n_failed": sum(not r["ok"] for r in runs),
         "cpu_s": sum(r["cpu_s"] for r in runs),
     }
@@ -166,19 +167,23 @@ def comparison_table(doc: dict[str, Any]) -> list[str]:
     sets = doc["sets"]
     rows = [variant_row(doc, v["name"]) for v in doc["variants"]]
     lines = [
-        "| variant | mean best val | " + " | ".join(sets) + " | mean over sets | failed | CPU s |",
-        "| --- | ---: | " + " | ".join("---:" for _ in sets) + " | ---: | ---: | ---: |",
+        "| variant | seeds | mean best val | "
+        + " | ".join(sets)
+        + " | mean over sets | failed | CPU s |",
+        "| --- | --- | ---: | " + " | ".join("---:" for _ in sets) + " | ---: | ---: | ---: |",
     ]
     for r in rows:
         cells = " | ".join(acc(r["per_set"][s]) for s in sets)
         lines.append(
-            f"| {r['name']} | {acc(r['best_val'])} | {cells} | {acc(r['mean'])} | "
+            f"| {r['name']} | {', '.join(map(str, r['seeds']))} | {acc(r['best_val'])} | "
+            f"{cells} | {acc(r['mean'])} | "
             f"{r['n_failed']} | {r['cpu_s']:.0f} |"
         )
     ref = rows[0]["minirocket"]
     cells = " | ".join(acc(ref[s]) for s in sets)
     lines.append(
-        f"| MiniRocket (same splits) | | {cells} | {acc(mean_or_none(list(ref.values())))} | | |"
+        f"| MiniRocket (same splits, the first variant's seeds) | | | {cells} | "
+        f"{acc(mean_or_none(list(ref.values())))} | | |"
     )
     return lines
 
@@ -214,6 +219,10 @@ def render(doc: dict[str, Any]) -> str:
         f"{mode}Written by `{doc['command']}` on {doc['date']}; {len(doc['runs'])} of "
         f"{n_runs} runs done in {doc['wall_s'] / 60:.1f} min. Seeds: "
         f"{', '.join(map(str, doc['seeds']))}.",
+        *[
+            f"Joined with the runs of `{j['command']}` on {j['date']}."
+            for j in doc.get("joined", [])
+        ],
         "",
         *machine_section(doc["machine"]),
         "",
@@ -242,7 +251,15 @@ def render(doc: dict[str, Any]) -> str:
         "",
     ]
     if len(doc["variants"]) > 1:
-        lines += ["## Variants (mean test accuracy per set)", "", *comparison_table(doc), ""]
+        lines += [
+            "## Variants (mean test accuracy per set)",
+            "",
+            "A cell is the mean over the seeds that variant ran (its `seeds` column); compare "
+            "a variant with one run on the same seeds.",
+            "",
+            *comparison_table(doc),
+            "",
+        ]
     lines += failures(doc)
     lines += [
         "## Published figures",

@@ -42,8 +42,6 @@ def compiled_case(s: Setup, channels_last: bool) -> tuple[Callable[[], float], f
     return (lambda: raw_loop_seconds(s, module)), first_two
 
 
-
-
 #: The compiled cases: name -> whether on top of channels_last.
 COMPILED = {"torch.compile": False, "channels_last + torch.compile": True}
 #: Each option's reference: the case it has to beat (for compile, also to pay back against).

@@ -106,9 +106,13 @@ def test_failed_runs_are_reported_and_variants_compared(monkeypatch, tmp_path: P
     text = out.read_text()
     assert "| GunPoint | 1/2 | 0.320 [0.320, 0.320] | 0.900 [0.900, 0.900] |" in text
     assert "seed one broke" in text and "## Failed runs" in text
-    assert "| small | 0.330 | 0.320 | 0.320 | 0.320 | 1 |" in text
-    assert "| big | 0.650 | 0.640 | 0.640 | 0.640 | 1 |" in text
-    assert "| MiniRocket (same splits) | | 0.900 | 0.900 | 0.900 |" in text
+    # GunPoint seed 1 fails in every variant, so the seeds run are 0 and 1 (ItalyPowerDemand)
+    assert "| small | 0, 1 | 0.330 | 0.320 | 0.320 | 0.320 | 1 |" in text
+    assert "| big | 0, 1 | 0.650 | 0.640 | 0.640 | 0.640 | 1 |" in text
+    assert (
+        "| MiniRocket (same splits, the first variant's seeds) | | | 0.900 | 0.900 | 0.900 |"
+        in text
+    )
     again = tmp_path / "again.md"
     assert accuracy.main(["--from-json", str(out.with_suffix(".json")), "--out", str(again)]) == 0
     assert again.read_text() == text  # one renderer: the JSON is the whole report
@@ -168,3 +172,38 @@ def test_smoke_runs_the_real_pipeline_and_reports_every_figure(tmp_path: Path) -
     assert float(gap) == pytest.approx(run["model"] - run["minirocket"], abs=5e-4)
     assert run["sizes"] == {"n_train": 54, "n_val": 13, "n_test": 1029}
     assert run["cpu_s"] > 0 and run["wall_s"] > 0
+
+
+def test_from_json_completes_a_stopped_run_and_refuses_other_params(
+    monkeypatch, tmp_path: Path
+) -> None:
+    """A second run of only the missing (set, seed) of a variant joins the first; the same
+    variant name with other overrides is refused, since the two would not be one figure."""
+    monkeypatch.setattr(accuracy_runs, "pipeline", fake_pipeline)
+    monkeypatch.setattr(accuracy, "warm_up_minirocket", lambda: None)
+    first, second, other = (tmp_path / f"{n}.md" for n in ("first", "second", "other"))
+    small = ["--variant", 'v={"model": {"image_size": 32}}']
+    assert (
+        accuracy.main(["--sets", "ItalyPowerDemand", "--seeds", "0", "--out", str(first), *small])
+        == 0
+    )
+    assert (
+        accuracy.main(["--sets", "ArrowHead", "--seeds", "0,2", "--out", str(second), *small]) == 0
+    )
+    joined = tmp_path / "joined.md"
+    jsons = [str(first.with_suffix(".json")), str(second.with_suffix(".json"))]
+    assert accuracy.main(["--from-json", *jsons, "--out", str(joined)]) == 0
+    doc = json.loads(joined.with_suffix(".json").read_text())
+    assert sorted((r["dataset"], r["seed"]) for r in doc["runs"]) == [
+        ("ArrowHead", 0), ("ArrowHead", 2), ("ItalyPowerDemand", 0)
+    ]  # fmt: skip
+    assert doc["sets"] == ["ItalyPowerDemand", "ArrowHead"] and doc["seeds"] == [0, 2]
+    text = joined.read_text()
+    assert "| ArrowHead | 2/2 | 0.320 [0.320, 0.320] |" in text
+    assert "Joined with the runs of `python -m benchmarks.accuracy --sets ArrowHead" in text
+    big = ["--variant", 'v={"model": {"image_size": 64}}']
+    assert accuracy.main(["--sets", "ArrowHead", "--seeds", "1", "--out", str(other), *big]) == 0
+    code = accuracy.main(
+        ["--from-json", jsons[0], str(other.with_suffix(".json")), "--out", str(joined)]
+    )
+    assert code == 2

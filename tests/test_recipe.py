@@ -210,3 +210,20 @@ def test_validation_summary_compares_with_chance(tiny_prepared) -> None:
         np.zeros(4),
     )
     assert validation_summary({}, one_class, one_class, 1, 0)["ln_classes"] == 0.0
+
+
+def test_ema_weights_are_validated_kept_and_returned(make_params, fit_tiny, tmp_path) -> None:
+    """With ``train.ema_decay`` the kept checkpoint holds the averaged weights, not the
+    last step's, and the returned module is that average; off, there is no average."""
+    params = make_params({"train": {"ema_decay": 0.5, "min_steps": 0, "max_train_batches": 3}})
+    # one epoch, so both runs keep the same (only) epoch, and the same seed gives both the
+    # same steps: a checkpoint of the raw weights would equal the plain run's
+    module, _, _ = fit_tiny(params, max_epochs=1, checkpoint_dir=tmp_path / "ema")
+    saved = torch.load(tmp_path / "ema" / "best.ckpt", map_location="cpu", weights_only=True)
+    name = "net.head.weight"
+    torch.testing.assert_close(module.state_dict()[name], saved["state_dict"][name])
+    plain = make_params({"train": {"min_steps": 0, "max_train_batches": 3}})
+    raw, _, _ = fit_tiny(plain, live="plain", max_epochs=1, checkpoint_dir=tmp_path / "plain")
+    saved_raw = torch.load(tmp_path / "plain" / "best.ckpt", map_location="cpu", weights_only=True)
+    torch.testing.assert_close(raw.state_dict()[name], saved_raw["state_dict"][name])
+    assert not torch.allclose(saved["state_dict"][name], saved_raw["state_dict"][name])

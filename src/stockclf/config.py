@@ -55,6 +55,7 @@ TUNABLE: dict[str, str] = {
     "class_weights": "train",
     "warmup_epochs": "train",
     "early_stopping_patience": "train",
+    "ema_decay": "train",
 }
 
 
@@ -150,6 +151,9 @@ class TrainParams(_Strict):
     # best tune.metric with ties to the lower loss ("metric"). Trials are valued by
     # tune.metric at the kept epoch either way.
     keep_epoch_by: Literal["loss", "metric"] = "loss"
+    # Decay of an exponential moving average of the weights, which validation, the kept
+    # checkpoint and the final model use (0 = off, the raw weights).
+    ema_decay: float = Field(0.0, ge=0, lt=1)
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int = Field(1, ge=1)
     strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"

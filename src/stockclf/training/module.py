@@ -13,6 +13,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from stockclf.config import ModelParams, TrainParams
+from stockclf.training.averaging import kept_average
 from stockclf.training.network import StockClassifierNet
 from stockclf.training.optim import param_groups, warmup_cosine
 from stockclf.training.record import CHECKPOINT_FORMAT, CHECKPOINT_KEY
@@ -81,6 +82,9 @@ class StockClassifier(L.LightningModule):
         """Write what :func:`stockclf.inference.checkpoint.load_classifier` needs, in plain
         types only, so the file loads with ``torch.load(weights_only=True)``."""
         checkpoint[CHECKPOINT_KEY] = {"format": CHECKPOINT_FORMAT, "data": self.data_meta}
+        averaged = kept_average(self)
+        if averaged is not None:
+            checkpoint["state_dict"] = averaged
 
     def set_class_weights(self, counts: Tensor) -> None:
         """``n / (K * n_k)`` per class k from the training split's class counts (sklearn's

@@ -22,6 +22,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from stockclf.config import Params, TrainParams
 from stockclf.data.folds import Fold
 from stockclf.data.store import load_meta
+from stockclf.training.averaging import KeptWeightAverage
 from stockclf.training.budget import run_budget
 from stockclf.training.callbacks import TieBreakCheckpoint, TieBreakEarlyStopping
 from stockclf.training.datamodule import PreparedDataModule
@@ -205,7 +206,11 @@ def train_model(
     if params.train.keep_epoch_by == "loss":
         monitor, mode = "val_loss", "min"
     checkpoint = kept_epoch_checkpoint(checkpoint_dir, monitor, mode)
+    averaging = (
+        [KeptWeightAverage(decay=params.train.ema_decay)] if params.train.ema_decay > 0 else []
+    )
     all_callbacks: list[Callback] = [
+        *averaging,  # validation sees, and the checkpoint keeps, the averaged weights
         TieBreakEarlyStopping(monitor, mode=mode, patience=budget.patience),
         # each parameter group's learning rate at the start of every epoch, to every logger
         LearningRateMonitor(logging_interval="epoch"),
