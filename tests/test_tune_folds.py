@@ -65,8 +65,8 @@ def fold_fake(calls: list[dict[str, Any]], score_of):
     """``train_model`` that scores ``score_of(params, fold_index)`` and records each call."""
 
     def train_model(params, prepared_dir, max_epochs, live_dir, monitor, mode, **kw):
-        name = Path(live_dir).name  # fold_K with folds, trial_NNNN without
-        k = int(name.removeprefix("fold_")) if name.startswith("fold_") else 0
+        name = Path(live_dir).name  # fold_K, or trial_NNNN for the last fold (or one split)
+        k = int(name.removeprefix("fold_")) if name.startswith("fold_") else params.tune.folds - 1
         calls.append({"k": k, **kw})
         Path(live_dir).mkdir(parents=True, exist_ok=True)
         return None, FakeFoldTrainer(score_of(params, k), epochs=k + 2), None
@@ -255,7 +255,7 @@ def test_trial_curves_hold_every_epoch_of_every_trial_and_fold(
     for trial in range(2):
         for k in range(folds):
             live = out.trials / f"trial_{trial:04d}"
-            live = live / f"fold_{k}" if folds > 1 else live
+            live = live / f"fold_{k}" if k < folds - 1 else live  # the last: as one split
             mine = [r for r in rows if (int(r["trial"]), int(r["fold"])) == (trial, k)]
             for metric in ("val/f1", "val/loss", "train/loss"):
                 column = [float(r[metric.replace("/", "_")]) for r in mine]

@@ -1,8 +1,8 @@
 """Every trial's training curves in one TSV, for ``dvc plots``.
 
-Each trial's run writes its own dvclive directory (``trials/trial_NNNN``, or one
-``fold_K`` directory below it per fold with ``tune.folds`` > 1), one TSV per metric keyed
-by dvclive's step. ``dvc plots`` draws one line per file and field, so a plot over
+Each trial's run writes its own dvclive directory, one TSV per metric: ``trials/trial_NNNN``
+(with ``tune.folds`` > 1 the last fold's, the train/val split, and one ``fold_K`` directory
+below it for each earlier fold). ``dvc plots`` draws one line per file and field, so a plot over
 trials would need one declared file per trial; instead this writes one file with a row
 per (trial, fold, epoch) and a ``trial`` column, which the ``trial_curves`` template
 (``.dvc/plots/trial_curves.json``) colours lines by. Rebuilt from the trial directories
@@ -56,17 +56,17 @@ def run_rows(live: Path) -> list[dict[str, float | int | None]]:
 
 
 def trial_runs(trials_root: Path, number: int) -> list[tuple[int, Path]]:
-    """A trial's dvclive directories as (fold, directory): its fold directories, else the
-    trial directory itself (one split: fold 0)."""
+    """A trial's dvclive directories as (fold, directory): the earlier folds' ``fold_K``
+    directories, then the trial directory itself, the last fold (fold 0 of one split)."""
     root = trial_dir(trials_root, number)
     folds = sorted(
         (int(m.group(1)), p)
         for p in root.glob("fold_*")
         if (m := _FOLD_DIR.match(p.name)) and p.is_dir()
     )
-    if folds:
-        return folds
-    return [(0, root)] if (root / "plots" / "metrics").is_dir() else []
+    if (root / "plots" / "metrics").is_dir():
+        folds.append((len(folds), root))
+    return folds
 
 
 def write_trial_curves(study: optuna.Study, trials_root: Path, path: Path) -> int:

@@ -91,9 +91,11 @@ def train_trial(
     return float(score)
 
 
-def fold_dir(live_dir: Path, k: int) -> Path:
-    """Where fold ``k`` of a trial writes its curves (a dvclive directory of its own)."""
-    return live_dir / f"fold_{k}"
+def fold_dir(live_dir: Path, k: int, last: bool) -> Path:
+    """Where fold ``k`` of a trial writes its curves: ``fold_K`` below the trial directory,
+    except the last fold, the train/val split, which writes where a one-split trial does
+    (dvclive clears only its own files there, not the fold directories)."""
+    return live_dir if last else live_dir / f"fold_{k}"
 
 
 def train_folds(
@@ -128,7 +130,7 @@ def train_folds(
             params,
             prepared_dir,
             max_epochs=tune.tuning_max_epochs,
-            live_dir=fold_dir(live_dir, k),
+            live_dir=fold_dir(live_dir, k, last),
             monitor=tune.metric,
             mode="max" if tune.direction == "maximize" else "min",
             checkpoint_dir=checkpoint if last else None,
