@@ -10,7 +10,16 @@ import optuna
 import pytest
 import torch
 import yaml
-from helpers import OVERRIDES, REPO, copy_repo, set_args, sh, synthetic_split, tiny_config
+from helpers import (
+    OVERRIDES,
+    REPO,
+    SYNTHETIC_META,
+    copy_repo,
+    set_args,
+    sh,
+    synthetic_split,
+    tiny_config,
+)
 from tune_fakes import PRUNED
 
 from stockclf.config import Params, load_params, merge_params
@@ -49,17 +58,7 @@ def tiny_prepared(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     for split, n in (("train", 192), ("val", 96), ("test", 96)):
         save_split(out, split, synthetic_split(rng, n, channels=2, length=16))
-    save_meta(
-        out,
-        {
-            "symbols": ["SYN"],
-            "features": ["log_return", "hl_range"],
-            "classes": ["down", "flat", "up"],
-            "window": 16,
-            "horizon": 1,
-            "n_channels": 2,
-        },
-    )
+    save_meta(out, SYNTHETIC_META)
     return out
 
 

@@ -123,6 +123,17 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
     )
 
 
+#: The meta of a prepared directory of :func:`synthetic_split` data (2 channels of 16).
+SYNTHETIC_META = {
+    "symbols": ["SYN"],
+    "features": ["log_return", "hl_range"],
+    "classes": ["down", "flat", "up"],
+    "window": 16,
+    "horizon": 1,
+    "n_channels": 2,
+}
+
+
 def synthetic_split(rng: np.random.Generator, n: int, channels: int, length: int) -> SplitData:
     """Windows whose class is readable from the last quarter of channel 0 (learnable)."""
     X = rng.normal(size=(n, channels, length)).astype(np.float32)

@@ -49,6 +49,14 @@ def journal_params(make_params, root: Path, **tune):
     return tune_fakes.on_journal(params, root / "study.journal")
 
 
+def tuned(make_params, root: Path, prepared: Path, **tune):
+    """A tune stage run on a journal study whose trials log curves: its params and paths."""
+    params = journal_params(make_params, root, **tune)
+    out = TunePaths.under(root / "tuning", prepared)
+    run_tune(params, out, train_fn=with_curves)
+    return params, out
+
+
 def study_and_storage(params) -> tuple[optuna.Study, BaseStorage]:
     storage = open_tuning_storage(params.tune.storage)
     (name,) = optuna.get_all_study_names(storage)
@@ -167,9 +175,7 @@ def test_every_storage_kind(
 
 
 def test_a_rerun_repairs_the_store(make_params, tiny_prepared: Path, tmp_path: Path) -> None:
-    params = journal_params(make_params, tmp_path, n_trials=4, keep_top_k=2)
-    out = TunePaths.under(tmp_path / "tuning", tiny_prepared)
-    run_tune(params, out, train_fn=with_curves)
+    params, out = tuned(make_params, tmp_path, tiny_prepared, n_trials=4, keep_top_k=2)
     study, storage = study_and_storage(params)
     study_id = storage.get_study_id_from_name(study.study_name)
     first, second = sorted(top_trials(study, 2))
@@ -205,9 +211,7 @@ def test_a_study_seeded_from_its_snapshot_gets_its_files_again(
 ) -> None:
     # a fresh clone with a journal storage: the study comes back from tuning/study.db (which
     # copies trials and user attrs, not listings), the store from DVC as it was
-    params = journal_params(make_params, tmp_path, n_trials=3, keep_top_k=2)
-    out = TunePaths.under(tmp_path / "tuning", tiny_prepared)
-    run_tune(params, out, train_fn=with_curves)
+    params, out = tuned(make_params, tmp_path, tiny_prepared, n_trials=3, keep_top_k=2)
     pulled = {p.name for p in out.artifacts.iterdir()}
     assert len(pulled) == 4
     (tmp_path / "study.journal").unlink()
@@ -220,9 +224,7 @@ def test_a_study_seeded_from_its_snapshot_gets_its_files_again(
 
 
 def test_sync_reports_what_it_did(make_params, tiny_prepared: Path, tmp_path: Path) -> None:
-    params = journal_params(make_params, tmp_path, n_trials=3, keep_top_k=1)
-    out = TunePaths.under(tmp_path / "tuning", tiny_prepared)
-    run_tune(params, out, train_fn=with_curves)
+    params, out = tuned(make_params, tmp_path, tiny_prepared, n_trials=3, keep_top_k=1)
     study, storage = study_and_storage(params)
     study_id = storage.get_study_id_from_name(study.study_name)
     keys = sorted(listing.key for listing in listings(storage, study_id))
@@ -373,9 +375,7 @@ def test_the_dashboard_lists_the_top_trials_artifacts(
 def test_a_read_only_dashboard_refuses_notes(
     make_params, tiny_prepared: Path, tmp_path: Path
 ) -> None:
-    params = journal_params(make_params, tmp_path, n_trials=2, keep_top_k=1)
-    out = TunePaths.under(tmp_path / "tuning", tiny_prepared)
-    run_tune(params, out, train_fn=with_curves)
+    _, out = tuned(make_params, tmp_path, tiny_prepared, n_trials=2, keep_top_k=1)
     before = md5(out.study_db)
     url = f"sqlite:///file:{out.study_db}?mode=ro&uri=true"  # SQLite's read-only open
     with dashboard(url, out.artifacts) as base:

@@ -14,7 +14,7 @@ import numpy as np
 import optuna
 import pytest
 import yaml
-from helpers import REPO, synthetic_split
+from helpers import REPO, SYNTHETIC_META, synthetic_split
 from tune_fakes import COMPLETE, PRUNED, load_only_study
 
 import stockclf.tuning.objective as objective_module
@@ -38,17 +38,7 @@ def long_prepared(tmp_path: Path) -> Path:
         data = synthetic_split(rng, n, channels=2, length=16)
         save_split(out, split, replace(data, dates=start + np.arange(n).astype("timedelta64[D]")))
         start += np.timedelta64(n, "D")
-    save_meta(
-        out,
-        {
-            "symbols": ["SYN"],
-            "features": ["log_return", "hl_range"],
-            "classes": ["down", "flat", "up"],
-            "window": 16,
-            "horizon": 1,
-            "n_channels": 2,
-        },
-    )
+    save_meta(out, SYNTHETIC_META)
     return out
 
 
