@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from stockclf.config import TUNABLE, ModelParams, ParamsError, TrainParams, load_params
+from stockclf.tuning.space import with_values
 
 
 def write(tmp_path: Path, data: dict) -> Path:
@@ -81,13 +82,13 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
 
 def test_overrides_go_to_their_owning_section(repo_root: Path) -> None:
     params = load_params(repo_root / "params.yaml")
-    tuned = params.with_overrides({"lr_head": 0.123, "drop_path_rate": 0.2, "batch_size": 16})
+    tuned = with_values(params, {"lr_head": 0.123, "drop_path_rate": 0.2, "batch_size": 16})
     assert tuned.train.lr_head == 0.123
     assert tuned.train.batch_size == 16
     assert tuned.model.drop_path_rate == 0.2
     assert params.train.lr_head != 0.123  # the original is untouched
     with pytest.raises(ParamsError, match="not a tunable"):
-        params.with_overrides({"max_epochs": 3})
+        with_values(params, {"max_epochs": 3})
 
 
 @pytest.mark.parametrize(

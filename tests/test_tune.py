@@ -15,6 +15,7 @@ from stockclf.pipeline.tune import TunePaths, run_tune
 from stockclf.training.module import StockClassifier
 from stockclf.tuning.identity import study_identity, study_name
 from stockclf.tuning.lockfile import check_study_present
+from stockclf.tuning.space import with_values
 
 
 def test_resume_runs_only_missing_trials_with_new_params(
@@ -119,7 +120,7 @@ def test_real_training_trials_with_pruner(
     ckpt = torch.load(
         out.trials / kept[0] / "checkpoint" / "best.ckpt", map_location="cpu", weights_only=True
     )
-    tuned = params.with_overrides(study.trials[summary["best_trial"]].params)
+    tuned = with_values(params, study.trials[summary["best_trial"]].params)
     module = StockClassifier(tuned.model, tuned.train, in_channels=2, num_classes=3)
     module.load_state_dict(ckpt["state_dict"])  # strict: every tensor present and shaped
 

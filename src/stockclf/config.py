@@ -97,7 +97,6 @@ class DataParams(_Strict):
     val_fraction: float = Field(0.15, gt=0, lt=1)
     test_fraction: float = Field(0.15, gt=0, lt=1)
 
-
     @model_validator(mode="after")
     def _dates_in_order(self) -> DataParams:
         if self.val_start >= self.test_start:
@@ -128,7 +127,6 @@ class ModelParams(_Strict):
     normalize: bool = True
     # Width of the 1-D convolutional branch on the window itself (0 = images only).
     raw_branch: int = Field(64, ge=0)
-
 
 
 class TrainParams(_Strict):
@@ -250,7 +248,6 @@ class TuneParams(_Strict):
         parse_storage_url(url, allow_password=False)
         return url
 
-
     @model_validator(mode="after")
     def _known_names(self) -> TuneParams:
         unknown = sorted(set(self.parameter_ranges) - set(TUNABLE))
@@ -318,7 +315,6 @@ class VisualizeParams(_Strict):
     dpi: int = Field(100, ge=30, le=600)
 
 
-
 class EvaluateParams(_Strict):
     """How the visualize stage turns train_best's test predictions into intervals and a
     backtest (it never retrains)."""
@@ -337,18 +333,6 @@ class Params(_Strict):
     tune: TuneParams
     visualize: VisualizeParams = Field(default_factory=VisualizeParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
-
-    def with_overrides(self, values: dict[str, Any]) -> Params:
-        """Return a copy where tunable names (``lr_head``, ...) replace their owner's value."""
-        sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
-        for name, value in values.items():
-            if name not in TUNABLE:
-                raise ParamsError(f"{name!r} is not a tunable parameter; known: {sorted(TUNABLE)}")
-            sections[TUNABLE[name]][name] = value
-        data = self.model_dump()
-        for section, updates in sections.items():
-            data[section].update(updates)
-        return validate_params(data, "<overrides>")
 
 
 def _tunable_type(name: str) -> Any:

@@ -62,10 +62,7 @@ ENCODINGS = Registry(
 )
 SAMPLERS = Registry(
     "sampler",
-    {
-        name: f"stockclf.tuning.samplers:{name}_sampler"
-        for name in ("tpe", "random", "cmaes", "gp")
-    },
+    {name: f"stockclf.tuning.samplers:{name}_sampler" for name in ("tpe", "random", "cmaes", "gp")},
 )
 PRUNERS = Registry(
     "pruner",

@@ -24,6 +24,7 @@ from stockclf.files import write_json
 from stockclf.progress import progress_enabled
 from stockclf.training.callbacks import kept_epoch
 from stockclf.training.run import train_model
+from stockclf.tuning.space import with_values
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def run_train_best(
     """Train with the best params, then score the test split once; returns the metrics
     (None on DDP ranks > 0). ``progress_bar`` defaults to whether this is a terminal."""
     tuned = load_best_params(paths.best_params)
-    params = params.with_overrides(tuned)
+    params = with_values(params, tuned)
     # Under DDP every rank runs this stage script; only rank 0 touches the outputs.
     if rank_zero_only.rank == 0 and paths.model_dir.exists():
         shutil.rmtree(paths.model_dir)

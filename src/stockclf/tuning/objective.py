@@ -29,7 +29,7 @@ import optuna
 from stockclf.config import Params
 from stockclf.tuning.checkpoints import checkpoint_dir, trial_dir
 from stockclf.tuning.signals import StopSignals, TuneInterrupted
-from stockclf.tuning.space import suggest
+from stockclf.tuning.space import suggest, with_values
 
 #: ``train_fn(params, prepared_dir, trial, live_dir, checkpoint_dir) -> value``: trains one
 #: trial, reports per-epoch values to ``trial`` for pruning, returns the trial's value.
@@ -203,7 +203,7 @@ class Objective:
         try:
             with self.stops.trial():
                 value = self.train_fn(
-                    self.params.with_overrides(values), self.prepared_dir, trial, live, ckpt
+                    with_values(self.params, values), self.prepared_dir, trial, live, ckpt
                 )
         except optuna.TrialPruned:
             raise

@@ -23,6 +23,7 @@ from stockclf.config import (
     ParamsError,
     TuneParams,
     tunable_is_int,
+    validate_params,
 )
 
 LIST_SEPARATOR = "+"
@@ -46,6 +47,21 @@ def from_trial(tune: TuneParams, trial_params: dict[str, Any]) -> dict[str, Any]
     return values
 
 
+def with_values(params: Params, values: dict[str, Any]) -> Params:
+    """The params of one point of the search space: each searched name (``lr_head``,
+    ``encodings``, ...) replaces the value of the section that owns it (``TUNABLE``), and
+    the result is validated as params.yaml is. ``params`` itself is untouched."""
+    sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+    for name, value in values.items():
+        if name not in TUNABLE:
+            raise ParamsError(f"{name!r} is not a tunable parameter; known: {sorted(TUNABLE)}")
+        sections[TUNABLE[name]][name] = value
+    data = params.model_dump()
+    for section, updates in sections.items():
+        data[section].update(updates)
+    return validate_params(data, "<tuned values>")
+
+
 def suggest(trial: optuna.Trial, tune: TuneParams) -> dict[str, Any]:
     """Draw one value per searched name from ``tune.parameter_ranges``."""
     for name, spec in tune.parameter_ranges.items():
@@ -63,7 +79,7 @@ def suggest(trial: optuna.Trial, tune: TuneParams) -> dict[str, Any]:
 def _probe(params: Params, name: str, value: Any) -> str | None:
     """Why training params with ``name = value`` are invalid, or None."""
     try:
-        params.with_overrides({name: value})
+        with_values(params, {name: value})
     except ParamsError as err:
         return " ".join(line.strip() for line in str(err).splitlines()[1:])
     if name == "backbone":
