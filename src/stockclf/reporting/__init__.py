@@ -1,1 +1,2 @@
-"""Human-readable views of a study: Optuna plots and the `stockclf study show` report."""
+"""Human-readable views: Optuna plots, training curves, the `stockclf study show` report and
+the markdown tables of the model card and the benchmark reports."""
