@@ -180,6 +180,9 @@ def test_the_compile_path_with_a_stand_in_compiler(tmp_path: Path, monkeypatch, 
         "efficientnet_b0",
         "--out",
         str(out),
+        # the budget is wall time: on a loaded machine the default would skip compile cases
+        "--budget-s",
+        "100000",
     ]
     assert gpu.main(args) == 0
     assert len(set(dirs)) == 2  # a fresh cache directory per case
