@@ -56,19 +56,16 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def train_trial(
+def tuning_run(
     params: Params,
     prepared_dir: Path,
-    trial: optuna.Trial,
     live_dir: Path,
     checkpoint: Path | None,
-) -> float:
-    """The real training of one trial (the default ``train_fn``): one run on the train/val
-    split, reporting every epoch for pruning, or one run per fold (:func:`train_folds`)."""
-    if params.tune.folds > 1:
-        return train_folds(params, prepared_dir, trial, live_dir, checkpoint)
-    from optuna_integration import PyTorchLightningPruningCallback
-
+    callbacks: list[Any],
+    fold: Any = None,
+) -> tuple[dict[str, float], Any]:
+    """One training run of ``tune.tuning_max_epochs`` on the train/val split (or ``fold``),
+    kept by tune.metric; returns the kept epoch's validation metrics, and the trainer."""
     from stockclf.training.callbacks import kept_epoch
 
     train_model = sys.modules[__name__].train_model
@@ -81,14 +78,32 @@ def train_trial(
         monitor=tune.metric,
         mode="max" if tune.direction == "maximize" else "min",
         checkpoint_dir=checkpoint,
-        callbacks=[PyTorchLightningPruningCallback(trial, monitor=tune.metric)],
+        callbacks=callbacks,
         progress_bar=False,
+        fold=fold,
     )
-    kept = kept_epoch(trainer)
+    return kept_epoch(trainer), trainer
+
+
+def train_trial(
+    params: Params,
+    prepared_dir: Path,
+    trial: optuna.Trial,
+    live_dir: Path,
+    checkpoint: Path | None,
+) -> float:
+    """The real training of one trial (the default ``train_fn``): one run on the train/val
+    split, reporting every epoch for pruning, or one run per fold (:func:`train_folds`)."""
+    if params.tune.folds > 1:
+        return train_folds(params, prepared_dir, trial, checkpoint, live_dir)
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    metric = params.tune.metric
+    pruning = PyTorchLightningPruningCallback(trial, monitor=metric)
+    kept, _ = tuning_run(params, prepared_dir, live_dir, checkpoint, [pruning])
     trial.set_user_attr("best_epoch", kept)
     # tune.metric at the kept epoch, the one train_best would keep (not the last epoch's)
-    score = kept.get(tune.metric, float("nan"))
-    return float(score)
+    return float(kept.get(metric, float("nan")))
 
 
 def fold_dir(live_dir: Path, k: int, last: bool) -> Path:
@@ -99,11 +114,7 @@ def fold_dir(live_dir: Path, k: int, last: bool) -> Path:
 
 
 def train_folds(
-    params: Params,
-    prepared_dir: Path,
-    trial: optuna.Trial,
-    live_dir: Path,
-    checkpoint: Path | None,
+    params: Params, prepared_dir: Path, trial: optuna.Trial, checkpoint: Path | None, live: Path
 ) -> float:
     """One run per walk-forward fold, earliest first; the value is the mean of the folds'
     ``tune.metric`` at their kept epochs.
@@ -116,9 +127,7 @@ def train_folds(
     mean over the folds.
     """
     from stockclf.data.folds import make_folds
-    from stockclf.training.callbacks import kept_epoch
 
-    train_model = sys.modules[__name__].train_model
     tune = params.tune
     folds = make_folds(prepared_dir, tune.folds, params.seed, params.data.stride)
     values: list[float] = []
@@ -126,21 +135,11 @@ def train_folds(
     kept_metrics: list[dict[str, float]] = []
     for k, fold in enumerate(folds):
         last = k == len(folds) - 1
-        _, trainer, _ = train_model(
-            params,
-            prepared_dir,
-            max_epochs=tune.tuning_max_epochs,
-            live_dir=fold_dir(live_dir, k, last),
-            monitor=tune.metric,
-            mode="max" if tune.direction == "maximize" else "min",
-            checkpoint_dir=checkpoint if last else None,
-            callbacks=[],
-            progress_bar=False,
-            fold=fold,
+        kept, trainer = tuning_run(
+            params, prepared_dir, fold_dir(live, k, last), checkpoint if last else None, [], fold
         )
-        kept = kept_epoch(trainer)
-        values.append(float(kept.get(tune.metric, float("nan"))))
         trained.append(int(trainer.current_epoch))
+        values.append(float(kept.get(tune.metric, float("nan"))))
         kept_metrics.append(kept)
         del trainer
         gc.collect()  # the fold's tensors sit in reference cycles (trainer <-> module)
