@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -156,6 +156,7 @@ class Study:
     n_pruned: int
     n_complete: int
     seconds: float
+    values: list[float | None] = field(default_factory=list)  # each trial's, by number
 
 
 def epochs_trained(trial: optuna.trial.FrozenTrial) -> int:
@@ -168,19 +169,28 @@ def epochs_trained(trial: optuna.trial.FrozenTrial) -> int:
 
 def run_study(ctx: Context, base: Params, case: str, seed: int) -> Study:
     """One whole tuning study of the case named ``case``."""
+    return synthetic_study(ctx, base, PRUNING_CASES[case].tune, f"row4/seed{seed}-{case}", seed)
+
+
+def synthetic_study(
+    ctx: Context, base: Params, tune: dict[str, Any], name: str, seed: int
+) -> Study:
+    """One whole tuning study on the synthetic problem: ``base`` with ``seed`` and the
+    ``tune`` updates, in its own storage under ``ctx.workdir / name``."""
     data = base.model_dump()
     data["seed"] = seed
-    data["tune"].update(PRUNING_CASES[case].tune)
-    root = ctx.workdir / "row4" / f"seed{seed}-{case}"
-    params, prepared = synthetic_prepared(ctx, validate_params(data, "<row 4>"))
+    data["tune"].update(tune)
+    root = ctx.workdir / name
+    params, prepared = synthetic_prepared(ctx, validate_params(data, f"<{name}>"))
     params = with_storage(params, root / "study.db")
     start = time.perf_counter()
     summary = run_tune(params, TunePaths.under(root / "out", prepared))
     seconds = time.perf_counter() - start
-    trials = load_only_study(params).get_trials(deepcopy=False)
+    trials = sorted(load_only_study(params).get_trials(deepcopy=False), key=lambda t: t.number)
     epochs = sum(epochs_trained(t) for t in trials)
     best = float(summary["best_value"])
-    return Study(epochs, best, summary["n_pruned"], summary["n_complete"], seconds)
+    values = [t.value if t.state == optuna.trial.TrialState.COMPLETE else None for t in trials]
+    return Study(epochs, best, summary["n_pruned"], summary["n_complete"], seconds, values)
 
 
 class Verdict(NamedTuple):

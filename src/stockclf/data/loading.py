@@ -35,8 +35,6 @@ MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none", "-", "#n/a"}
 REL_TOL = 1e-9
 
 
-
-
 @dataclass(frozen=True)
 class OHLCV:
     """One validated daily series; all arrays are aligned by trading day."""
@@ -52,8 +50,6 @@ class OHLCV:
 
     def __len__(self) -> int:
         return len(self.dates)
-
-
 
 
 def list_csv_files(directory: Path) -> list[Path]:
@@ -138,12 +134,6 @@ def load_csv(path: Path, symbol: str | None = None, max_gap: int = 0) -> OHLCV:
     )
 
 
-
-
-
-
-
-
 def _dates(table: CsvTable) -> np.ndarray:
     """The date column as datetime64[D]: parsable, unique and strictly increasing."""
     raw = table.cells("date")
@@ -189,14 +179,6 @@ def _values(table: CsvTable, max_gap: int) -> dict[str, np.ndarray]:
         raise table.fail(i, "volume", f"negative volume {values['volume'][i]:g}")
     values["volume"] = _fill_zero_volume(values["volume"])
     return values
-
-
-
-
-
-
-
-
 
 
 def _numeric(values: pd.Series, key: str, table: CsvTable) -> np.ndarray:
@@ -270,5 +252,3 @@ def _fill_zero_volume(volume: np.ndarray) -> np.ndarray:
         return volume
     filled = pd.Series(np.where(volume > 0, volume, np.nan)).ffill().bfill()
     return filled.to_numpy(dtype=np.float64)
-
-

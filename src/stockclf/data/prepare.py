@@ -71,8 +71,6 @@ def split_description(params: DataParams, split: str) -> str:
     }[split]
 
 
-
-
 @dataclass(frozen=True)
 class SymbolSamples:
     """One symbol after pass 1: its daily features and its samples per split."""
@@ -166,8 +164,6 @@ def _csv_splits(
     return names, per_symbol, splits
 
 
-
-
 def prepare(params: DataParams, out_dir: Path, sample_dir: Path) -> dict[str, Any]:
     """Run the stage: validate everything, then write ``out_dir`` atomically.
 
@@ -207,9 +203,3 @@ def prepare(params: DataParams, out_dir: Path, sample_dir: Path) -> dict[str, An
             )
         store.save_meta(tmp, meta)
     return summarize(splits, len(names), CLASSES)
-
-
-
-
-
-

@@ -81,5 +81,3 @@ def validation_summary(
     if "epoch" in kept_epoch:
         summary["epoch"] = int(kept_epoch["epoch"])
     return summary
-
-

@@ -42,7 +42,5 @@ def describe(summary: dict[str, Any]) -> str:
             for key, value in s.items()
             if key.startswith("frac_")
         )
-        lines.append(
-            f"{name}: {s['n']} samples, {s['first_date']} .. {s['last_date']}, {balance}"
-        )
+        lines.append(f"{name}: {s['n']} samples, {s['first_date']} .. {s['last_date']}, {balance}")
     return "\n".join(lines)

@@ -212,5 +212,3 @@ def _last_newline(fh, end: int, chunk: int = 1 << 16) -> int:
             return start + found
         pos = start
     return -1
-
-
