@@ -22,6 +22,7 @@ import torch
 
 from stockclf.config import ModelParams
 from stockclf.errors import StockclfError
+from stockclf.training.ensemble import EnsembleNet, build_net
 from stockclf.training.network import StockClassifierNet
 from stockclf.training.record import CHECKPOINT_FORMAT, CHECKPOINT_KEY
 
@@ -39,7 +40,7 @@ class CheckpointError(StockclfError, ValueError):
 class Classifier:
     """The trained network with what it needs to know about its inputs."""
 
-    net: StockClassifierNet
+    net: StockClassifierNet | EnsembleNet
     model: ModelParams
     features: list[str]
     window: int
@@ -126,7 +127,8 @@ def load_classifier(path: str | Path) -> Classifier:
     hp = checkpoint.get("hyper_parameters", {})
     # the weights come from the checkpoint: never fetch or read pretrained ones again
     model = ModelParams(**{**hp["model_params"], "pretrained": False, "pretrained_path": None})
-    net = StockClassifierNet(model, int(hp["in_channels"]), int(hp["num_classes"]))
+    members = int(hp.get("train_params", {}).get("ensemble", 1))
+    net = build_net(model, int(hp["in_channels"]), int(hp["num_classes"]), members)
     state = {
         k.removeprefix("net."): v
         for k, v in checkpoint["state_dict"].items()

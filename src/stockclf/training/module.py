@@ -14,7 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from stockclf.config import ModelParams, TrainParams
 from stockclf.training.averaging import kept_average
-from stockclf.training.network import StockClassifierNet
+from stockclf.training.ensemble import build_net, log_mean_probs
 from stockclf.training.optim import param_groups, warmup_cosine
 from stockclf.training.record import CHECKPOINT_FORMAT, CHECKPOINT_KEY
 
@@ -58,8 +58,12 @@ class StockClassifier(L.LightningModule):
         self.data_meta: dict = {}
         # Per-class weights of the training loss; ones unless set_class_weights is called.
         self.register_buffer("class_weight", torch.ones(num_classes))
-        self.net = StockClassifierNet(
-            model_params, in_channels, num_classes, channels_last=train_params.channels_last
+        self.net = build_net(
+            model_params,
+            in_channels,
+            num_classes,
+            members=train_params.ensemble,
+            channels_last=train_params.channels_last,
         )
         # Keys end in "_metrics": a ModuleDict key may not shadow nn.Module.train.
         self.metrics = torch.nn.ModuleDict(
@@ -123,21 +127,36 @@ class StockClassifier(L.LightningModule):
             logits, _ = self.net(x)
             main = F.cross_entropy(logits, y)
             return Losses(main, main, None, logits)
+        # An ensemble's members each train on their own mixed batch, each on its own loss
+        # (summed, so a member's gradient is what it would be alone). A compiled network
+        # (torch.compile in the benchmarks) has no members and is called as one.
+        members = getattr(self.net, "members", None) or [self.net]
+        per_member = [self._member_losses(net, x, y) for net in members]
+        total = torch.stack([m.total for m in per_member]).sum()
+        aux = None if per_member[0].aux is None else torch.stack([m.aux for m in per_member]).mean()
+        logits = (
+            per_member[0].logits
+            if len(per_member) == 1
+            else log_mean_probs([m.logits for m in per_member])
+        )
+        return Losses(total, F.cross_entropy(logits.detach(), y), aux, logits)
+
+    def _member_losses(self, net: torch.nn.Module, x: Tensor, y: Tensor) -> Losses:
+        """The training losses of one network on its own (mixed) batch."""
         y_mix, lam = y, 1.0
         if self.train_params.mixup_alpha > 0:
             x, y_mix, lam = self._mixed(x, y)
-        logits, aux_logits = self.net(x)
+        logits, aux_logits = net(x)
 
         def criterion(out: Tensor) -> Tensor:
             loss = self._criterion(out, y)
             return loss if lam == 1.0 else lam * loss + (1 - lam) * self._criterion(out, y_mix)
 
         total = criterion(logits)
-        main = F.cross_entropy(logits.detach(), y)
         if self.model_params.aux_loss_weight <= 0:
-            return Losses(total, main, None, logits)
+            return Losses(total, total, None, logits)
         aux = criterion(aux_logits)
-        return Losses(total + self.model_params.aux_loss_weight * aux, main, aux, logits)
+        return Losses(total + self.model_params.aux_loss_weight * aux, total, aux, logits)
 
     def _step(self, batch: tuple[Tensor, Tensor], split: str) -> Tensor:
         x, y = batch

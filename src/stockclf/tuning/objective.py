@@ -70,6 +70,8 @@ def tuning_run(
 
     train_model = sys.modules[__name__].train_model
     tune = params.tune
+    # A trial trains one network whatever train.ensemble says: the ensemble is train_best's.
+    params = params.model_copy(update={"train": params.train.model_copy(update={"ensemble": 1})})
     _, trainer, _ = train_model(
         params,
         prepared_dir,
