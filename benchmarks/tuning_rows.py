@@ -99,7 +99,7 @@ PRUNING_CASES: dict[str, PruningCase] = {
     "hyperband": PruningCase({"pruner": "hyperband"}),
     "hyperband_min2": PruningCase({"pruner": "hyperband", "min_resource": 2}),
     "median_w0_s1": PruningCase({"pruner": "median", "n_warmup_steps": 0, "n_startup_trials": 1}),
-    "none_folds3": PruningCase({"pruner": "none", "folds": 3}),
+    "none_folds3": PruningCase({"pruner": "none", "folds": 3}, reference="none_folds3"),
     "wilcoxon_folds3": PruningCase(
         {"pruner": "wilcoxon", "folds": 3, "wilcoxon_p_threshold": 0.3}, reference="none_folds3"
     ),

@@ -43,6 +43,8 @@ def test_pruning_row_counts_epochs_of_real_studies(tmp_path: Path) -> None:
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{folds_db}")
     assert all(len(t.user_attrs["fold_epochs"]) == 3 for t in study.get_trials())
     assert epochs[2] == sum(sum(t.user_attrs["fold_epochs"]) for t in study.get_trials())
+    # the unpruned folds study is a reference itself, not a case measured against one split
+    assert [c.strip() for c in lines[2].split("|")[4:7:2]] == ["100.0%", "+0.0000"]
     wilcoxon_db = tmp_path / "row4" / "seed42-wilcoxon_folds3" / "study.db"
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{wilcoxon_db}")
     ran = [len(t.user_attrs["fold_epochs"]) for t in study.get_trials()]
