@@ -10,6 +10,9 @@ Trial 0 is params.yaml's own point in every study (``tune.warm_start``), then
 situation a user of the defaults is in. ``random`` runs beside them as the floor that a
 model-based sampler has to beat.
 
+``--pruner median`` runs the same studies under the default pruner: a pruned trial has no
+value, and GP models only complete trials, while TPE also learns from pruned ones.
+
 Reported per seed: each study's best value and its trials' values; per sampler: the median
 best value, and against TPE the median difference and the seeds it wins, ties and loses.
 """
@@ -65,18 +68,20 @@ class SamplerStudies:
         return wins, len(gaps) - wins - losses, losses
 
 
-def base_params(ctx: Context) -> Params:
-    """Row 4's problem, with the default trial budget of params.yaml and no pruning."""
+def base_params(ctx: Context, pruner: str = "none") -> Params:
+    """Row 4's problem, with the default trial budget of params.yaml and ``pruner``."""
     updates = PRUNING_SMOKE_UPDATES if ctx.smoke else PRUNING_UPDATES
-    tune: dict[str, Any] = {"pruner": "none"}
+    tune: dict[str, Any] = {"pruner": pruner}
     if not ctx.smoke:
         tune["n_trials"] = repo_params_dict()["tune"]["n_trials"]
     return bench_params(ctx, merge_params(updates, {"tune": tune}))
 
 
-def compare(ctx: Context, samplers: list[str], n_seeds: int) -> SamplerStudies:
+def compare(
+    ctx: Context, samplers: list[str], n_seeds: int, pruner: str = "none"
+) -> SamplerStudies:
     """One study per (seed, sampler), the samplers rotated from seed to seed."""
-    base = base_params(ctx)
+    base = base_params(ctx, pruner)
     seeds = [base.seed + r for r in range(n_seeds)]
     studies: dict[str, list[Study]] = {s: [] for s in samplers}
     # One thread: the figures are scores, not times (as in row 4).
@@ -92,7 +97,7 @@ def compare(ctx: Context, samplers: list[str], n_seeds: int) -> SamplerStudies:
 
 
 def fmt(value: float | None) -> str:
-    return "failed" if value is None else f"{value:.4f}"
+    return "no value" if value is None else f"{value:.4f}"  # a pruned (or failed) trial
 
 
 def render(m: SamplerStudies, command: str) -> str:
@@ -127,7 +132,8 @@ def render(m: SamplerStudies, command: str) -> str:
             f"Row 4's synthetic problem ({m.params.model.backbone} at "
             f"{m.params.model.image_size} px, {tune.tuning_max_epochs} epochs a trial), "
             f"{tune.n_trials} trials a study with {tune.n_startup_trials} startup trials "
-            "(trial 0 is params.yaml's point), no pruning, params.yaml's search space with "
+            f"(trial 0 is params.yaml's point), pruner {tune.pruner}, params.yaml's search "
+            "space with "
             f"the batch size fixed; seeds {', '.join(map(str, m.seeds))}. Best value: the "
             f"study's best validation macro F1. A tie is a difference under {TIE}.",
             "",
@@ -148,6 +154,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="configs/tiny.yaml, 3 trials")
     parser.add_argument("--samplers", nargs="+", default=None, choices=SAMPLERS)
     parser.add_argument("--seeds", type=int, default=None, help="default 5 (1 with --smoke)")
+    parser.add_argument(
+        "--pruner", default="none", choices=["none", "median", "hyperband"], help="default none"
+    )
     parser.add_argument("--out", type=Path, default=None, help=f"default {DEFAULT_OUT.name}")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures")
     args = parser.parse_args(argv)
@@ -165,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     command = quote(["python", "-m", "benchmarks.samplers", *(argv or sys.argv[1:])])
     with tempfile.TemporaryDirectory(prefix="stockclf-samplers-") as work:
         ctx = Context(smoke=args.smoke, repeats=1, workdir=Path(work), command=command)
-        measured = compare(ctx, args.samplers, args.seeds)
+        measured = compare(ctx, args.samplers, args.seeds, args.pruner)
     text = render(measured, command)
     out = args.out or (None if args.smoke else DEFAULT_OUT)
     if out is None:
