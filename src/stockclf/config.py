@@ -154,7 +154,7 @@ class TrainParams(_Strict):
     ema_decay: float = Field(0.0, ge=0, lt=1)
     # Networks trained side by side from different initialisations, their probabilities
     # averaged (train_best only: a tuning trial trains one, so tuning costs the same).
-    ensemble: int = Field(1, ge=1)
+    ensemble: int = Field(3, ge=1)
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int = Field(1, ge=1)
     strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
