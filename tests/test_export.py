@@ -36,8 +36,11 @@ from stockclf.pipeline.train_best import TrainBestPaths, run_train_best
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(checkpoint, prepared data) of one tiny train_best run on the bundled data."""
     tmp = tmp_path_factory.mktemp("export")
-    raw = merge_params(yaml.safe_load((REPO / "params.yaml").read_text()), tiny_config())
+    defaults = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw = merge_params(defaults, tiny_config())
     raw["data"]["source"] = str(REPO / "data/sample")
+    # params.yaml's ensemble (tiny trains one network): what a user exports is an ensemble
+    raw["train"]["ensemble"] = defaults["train"]["ensemble"]
     params = validate_params(raw, "tiny")
     prepare(params.data, tmp / "prepared", REPO / "data/sample")
     (tmp / "best.yaml").write_text("{}\n")
@@ -48,7 +51,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         run_train_best(params, paths, progress_bar=False)
     finally:
         torch.set_num_threads(threads)
-    return tmp / "out/model/best.ckpt", tmp / "prepared"
+    checkpoint = tmp / "out/model/best.ckpt"
+    assert len(getattr(load_classifier(checkpoint).net, "members", [None])) == params.train.ensemble
+    return checkpoint, tmp / "prepared"
 
 
 @pytest.fixture(scope="module")
