@@ -9,8 +9,10 @@ rotating the order, and a row reports medians and their ratio.
 from __future__ import annotations
 
 import hashlib
+import json
 import shlex
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -134,3 +136,17 @@ def _prepared(workdir: Path, data_json: str) -> Path:
 
 def quote(args: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in args)
+
+
+def publish(
+    text: str, out: Path | None, prog: str, json_path: Path | None = None, figures: Any = None
+) -> None:
+    """A stand-alone benchmark's report: printed when there is no ``out`` (smoke mode),
+    else written to ``out``; and ``figures`` as JSON to ``json_path`` when it is given."""
+    if out is None:
+        print(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        print(f"[{prog}] wrote {out}", file=sys.stderr)
+    if json_path is not None:
+        json_path.write_text(json.dumps(figures, indent=2), encoding="utf-8")

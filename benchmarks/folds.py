@@ -19,7 +19,6 @@ validation and test score the same way.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import REPO, Context, bench_params, prepared_data, quote
+from benchmarks.common import REPO, Context, bench_params, prepared_data, publish, quote
 from benchmarks.tuning_rows import load_only_study, torch_threads, with_storage
 from stockclf.config import Params, merge_params, validate_params
 from stockclf.reporting.markdown import table
@@ -232,16 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         ctx = Context(smoke=args.smoke, repeats=1, workdir=Path(work), command=command)
         base = base_params(ctx, args.trials)
         studies = compare(ctx, base, args.folds)
-    text = render(studies, base, command)
+    figures = [{**asdict(s), "gap": s.gap, "spearman": s.spearman} for s in studies]
     out = args.out or (None if args.smoke else DEFAULT_OUT)
-    if out is None:
-        print(text)
-    else:
-        out.write_text(text, encoding="utf-8")
-        print(f"[benchmarks.folds] wrote {out}", file=sys.stderr)
-    if args.json is not None:
-        figures = [{**asdict(s), "gap": s.gap, "spearman": s.spearman} for s in studies]
-        args.json.write_text(json.dumps(no_nan(figures), indent=2), encoding="utf-8")
+    publish(render(studies, base, command), out, "benchmarks.folds", args.json, no_nan(figures))
     return 0
 
 

@@ -20,14 +20,21 @@ best value, and against TPE the median difference and the seeds it wins, ties an
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import REPO, Context, bench_params, median, quote, repo_params_dict
+from benchmarks.common import (
+    REPO,
+    Context,
+    bench_params,
+    median,
+    publish,
+    quote,
+    repo_params_dict,
+)
 from benchmarks.tuning_rows import (
     PRUNING_SMOKE_UPDATES,
     PRUNING_UPDATES,
@@ -175,20 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="stockclf-samplers-") as work:
         ctx = Context(smoke=args.smoke, repeats=1, workdir=Path(work), command=command)
         measured = compare(ctx, args.samplers, args.seeds, args.pruner)
-    text = render(measured, command)
+    figures = {
+        "seeds": measured.seeds,
+        "studies": {s: [asdict(x) for x in v] for s, v in measured.studies.items()},
+        "gaps": {s: measured.gaps(s) for s in measured.studies},
+    }
     out = args.out or (None if args.smoke else DEFAULT_OUT)
-    if out is None:
-        print(text)
-    else:
-        out.write_text(text, encoding="utf-8")
-        print(f"[benchmarks.samplers] wrote {out}", file=sys.stderr)
-    if args.json is not None:
-        figures = {
-            "seeds": measured.seeds,
-            "studies": {s: [asdict(x) for x in v] for s, v in measured.studies.items()},
-            "gaps": {s: measured.gaps(s) for s in measured.studies},
-        }
-        args.json.write_text(json.dumps(figures, indent=2), encoding="utf-8")
+    publish(render(measured, command), out, "benchmarks.samplers", args.json, figures)
     return 0
 
 
