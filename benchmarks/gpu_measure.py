@@ -179,7 +179,10 @@ def load_params(model: str, size: int, window: int, smoke: bool) -> Params:
     if smoke:
         raw = merge_params(raw, tiny_updates())
     case = {"backbone": model, "image_size": size, "pretrained": False, "pretrained_path": None}
-    raw = merge_params(raw, {"model": case, "data": {"window": window}})
+    # One network: the figures are per network (an ensemble trains train.ensemble of them,
+    # one after the other in each step), and torch.compile of an ensemble's module.net
+    # would compile nothing, since the training step calls its members directly.
+    raw = merge_params(raw, {"model": case, "data": {"window": window}, "train": {"ensemble": 1}})
     return validate_params(raw, f"params.yaml (backbone={model}, image_size={size})")
 
 
