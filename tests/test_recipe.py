@@ -75,6 +75,39 @@ def test_window_branch_sees_the_level_that_the_images_discard(make_params) -> No
     torch.testing.assert_close(logits[0], logits[1], atol=1e-4, rtol=0)
 
 
+def test_late_fusion_gives_the_window_its_own_head_and_loss(make_params) -> None:
+    """Under late fusion the prediction is the mean probability of the images' head and the
+    window's head, and training puts a loss on each, so neither can crowd the other out."""
+    params = make_params({"model": {"raw_branch": 8, "fusion": "late", "aux_loss_weight": 0.0}})
+    net = StockClassifierNet(params.model, in_channels=2, num_classes=3).eval()
+    assert net.late_fusion and net.window_head is not None and net.window_branch is not None
+    assert net.head.in_features == net.backbone.num_features
+    assert net.window_head.in_features == net.window_branch.out_features
+    assert set(map(id, net.window_head.parameters())) <= set(map(id, net.head_parameters()))
+    x = torch.randn(5, 2, 16)
+    (image, window), _ = net.forward_heads(x)
+    logits, _ = net(x)
+    mean = (image.softmax(-1) + window.softmax(-1)) / 2
+    torch.testing.assert_close(logits.exp(), mean)
+
+    module = StockClassifier(params.model, params.train, in_channels=2, num_classes=3)
+    module.train()
+    y = torch.tensor([0, 1, 2, 0, 1])
+    torch.manual_seed(0)
+    mixed = module.train_params.mixup_alpha > 0
+    losses = module.losses(x, y)
+    torch.manual_seed(0)
+    if mixed:
+        x, y_mix, lam = module._mixed(x, y)
+    (image, window), _ = module.net.forward_heads(x)
+
+    def criterion(out: torch.Tensor) -> torch.Tensor:
+        loss = module._criterion(out, y)
+        return lam * loss + (1 - lam) * module._criterion(out, y_mix) if mixed else loss
+
+    torch.testing.assert_close(losses.total, criterion(image) + criterion(window))
+
+
 def module_for(make_params, **train) -> StockClassifier:
     params = make_params({"train": train, "model": {"aux_loss_weight": 0.0}})
     return StockClassifier(params.model, params.train, in_channels=2, num_classes=3)

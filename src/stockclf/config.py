@@ -50,6 +50,7 @@ TUNABLE: dict[str, str] = {
     "image_size": "model",
     "mtf_bins": "model",
     "raw_branch": "model",
+    "fusion": "model",
     "label_smoothing": "train",
     "mixup_alpha": "train",
     "class_weights": "train",
@@ -127,6 +128,9 @@ class ModelParams(_Strict):
     normalize: bool = True
     # Width of the 1-D convolutional branch on the window itself (0 = images only).
     raw_branch: int = Field(64, ge=0)
+    # How the window branch joins the images: one head on both ("concat"), or a head and a
+    # loss each, their probabilities averaged ("late"), so the images cannot crowd it out.
+    fusion: Literal["concat", "late"] = "concat"
 
 
 class TrainParams(_Strict):

@@ -12,20 +12,13 @@ loss, the metrics, ``predict_proba``, the ONNX export) works on an ensemble unch
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stockclf.config import ModelParams
-from stockclf.training.network import StockClassifierNet
+from stockclf.training.network import StockClassifierNet, log_mean_probs
 
-
-def log_mean_probs(logits: list[Tensor]) -> Tensor:
-    """log(mean_i softmax(logits_i)), B x K, computed in log space (no underflow)."""
-    stacked = torch.stack([F.log_softmax(x.float(), dim=-1) for x in logits])  # M x B x K
-    return torch.logsumexp(stacked, dim=0) - math.log(len(logits))
+__all__ = ["EnsembleNet", "build_net", "log_mean_probs"]
 
 
 class EnsembleNet(nn.Module):

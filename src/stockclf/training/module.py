@@ -146,13 +146,20 @@ class StockClassifier(L.LightningModule):
         y_mix, lam = y, 1.0
         if self.train_params.mixup_alpha > 0:
             x, y_mix, lam = self._mixed(x, y)
-        logits, aux_logits = net(x)
+        # Late fusion puts a loss on each main head; otherwise net(x), which torch.compile
+        # (the GPU benchmark) may have compiled.
+        if getattr(net, "late_fusion", False):
+            heads, aux_logits = net.forward_heads(x)
+            logits = log_mean_probs(heads)
+        else:
+            logits, aux_logits = net(x)
+            heads = [logits]
 
         def criterion(out: Tensor) -> Tensor:
             loss = self._criterion(out, y)
             return loss if lam == 1.0 else lam * loss + (1 - lam) * self._criterion(out, y_mix)
 
-        total = criterion(logits)
+        total = torch.stack([criterion(head) for head in heads]).sum()
         if self.model_params.aux_loss_weight <= 0:
             return Losses(total, total, None, logits)
         aux = criterion(aux_logits)

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import timm
 import torch
+import torch.nn.functional as F
 from timm.models import adapt_input_conv  # the public name; its module, _manipulate, is private
 from torch import Tensor, nn
 
 from stockclf.config import ModelParams, ParamsError
 from stockclf.encode import ImageEncoder
+
+
+def log_mean_probs(logits: list[Tensor]) -> Tensor:
+    """log(mean_i softmax(logits_i)), B x K, computed in log space (no underflow)."""
+    stacked = torch.stack([F.log_softmax(x.float(), dim=-1) for x in logits])  # M x B x K
+    return torch.logsumexp(stacked, dim=0) - math.log(len(logits))
 
 
 class WindowBranch(nn.Module):
@@ -78,7 +86,15 @@ class StockClassifierNet(nn.Module):
             WindowBranch(in_channels, params.raw_branch) if params.raw_branch > 0 else None
         )
         raw_features = self.window_branch.out_features if self.window_branch else 0
-        self.head = nn.Linear(pooled_features + raw_features, num_classes)
+        # "late": the images and the window each get their own head and their own loss, and
+        # the prediction is their mean probability; "concat": one head on both features.
+        self.late_fusion = params.fusion == "late" and self.window_branch is not None
+        if self.late_fusion:
+            self.head = nn.Linear(pooled_features, num_classes)
+            self.window_head: nn.Linear | None = nn.Linear(raw_features, num_classes)
+        else:
+            self.head = nn.Linear(pooled_features + raw_features, num_classes)
+            self.window_head = None
         self.aux_head = nn.Sequential(
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(aux_channels, num_classes)
         )
@@ -122,6 +138,14 @@ class StockClassifierNet(nn.Module):
         self.window_std.copy_(x.std(dim=(0, 2)).clamp(min=1e-6))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Class logits (the log of the heads' mean probabilities under late fusion) and
+        the auxiliary head's logits, both B x num_classes."""
+        heads, aux = self.forward_heads(x)
+        return (heads[0] if len(heads) == 1 else log_mean_probs(heads)), aux
+
+    def forward_heads(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
+        """The main heads' logits (one, or the images' and the window's under late fusion),
+        and the auxiliary head's: what training puts a loss on."""
         images = self.encoder(x)  # B x C*E x S x S
         images = (images - self.image_mean[:, None, None]) / self.image_std[:, None, None]
         if self.channels_last:
@@ -130,14 +154,20 @@ class StockClassifierNet(nn.Module):
             images, indices=[self.aux_index]
         )
         pooled = self.backbone.forward_head(final)  # B x num_features
-        if self.window_branch is not None:
-            window = (x.float() - self.window_mean[:, None]) / self.window_std[:, None]
-            pooled = torch.cat([pooled, self.window_branch(window)], dim=1)
-        return self.head(pooled), self.aux_head(intermediate)
+        aux = self.aux_head(intermediate)
+        if self.window_branch is None:
+            return [self.head(pooled)], aux
+        window = (x.float() - self.window_mean[:, None]) / self.window_std[:, None]
+        branch = self.window_branch(window)  # B x raw_branch
+        if self.window_head is not None:
+            return [self.head(pooled), self.window_head(branch)], aux
+        return [self.head(torch.cat([pooled, branch], dim=1))], aux
 
     def head_parameters(self) -> list[nn.Parameter]:
         """Parameters trained from scratch at ``lr_head``: the heads and the window branch."""
         branch = list(self.window_branch.parameters()) if self.window_branch else []
+        if self.window_head is not None:
+            branch += list(self.window_head.parameters())
         return [*self.head.parameters(), *self.aux_head.parameters(), *branch]
 
 
