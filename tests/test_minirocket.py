@@ -41,6 +41,26 @@ def test_learns_a_learnable_split_and_repeats_itself() -> None:
     assert accuracy(test, minirocket_predictions(train, test, seed=1)) > 0.85
 
 
+def test_leaves_torch_its_thread_count() -> None:
+    """aeon sets numba's OpenMP threads to the core count on its way out, and torch shares
+    that runtime: the networks trained after MiniRocket must keep the user's limit."""
+    import os
+
+    import torch
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: any thread limit is the core count")
+    rng = np.random.default_rng(0)
+    train, test = synthetic_split(rng, 40, 2, 32), synthetic_split(rng, 10, 2, 32)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        minirocket_predictions(train, test, seed=0)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_uses_every_channel() -> None:
     """The class is in channel 2 of 3: a univariate view of channel 0 would be at chance."""
     rng = np.random.default_rng(1)

@@ -9,7 +9,11 @@ has no reason to exist. aeon's implementation is used as is.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
+import torch
 from aeon.classification.convolution_based import MiniRocketClassifier
 
 from stockclf.data.store import SplitData
@@ -33,6 +37,24 @@ def pad_to_min_length(X: np.ndarray) -> np.ndarray:
     return np.pad(X, ((0, 0), (0, 0), (short, 0)), mode="edge")
 
 
+@contextmanager
+def torch_threads_kept() -> Iterator[None]:
+    """Give torch back its thread count when the block ends.
+
+    aeon runs MiniRocket under numba's OpenMP threading layer, and on the way out it sets
+    numba's thread count to the number of cores, not to what it was. That layer shares
+    its OpenMP runtime with torch, so without this a thread limit the user set
+    (``OMP_NUM_THREADS=1``, ``torch.set_num_threads``) would be gone for every network
+    trained after MiniRocket in the same process. Two such processes on two cores then
+    ran each training step 5 times slower.
+    """
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def minirocket_predictions(train: SplitData, test: SplitData, seed: int) -> np.ndarray:
     """Class ids MiniRocket predicts for ``test``, fitted on ``train`` only.
 
@@ -41,5 +63,6 @@ def minirocket_predictions(train: SplitData, test: SplitData, seed: int) -> np.n
     thread (``n_jobs=1``) and ``random_state=seed`` make the result the same on every run.
     """
     clf = MiniRocketClassifier(class_weight="balanced", n_jobs=1, random_state=seed)
-    clf.fit(pad_to_min_length(train.X), np.asarray(train.y, dtype=np.int64))
-    return np.asarray(clf.predict(pad_to_min_length(test.X)), dtype=np.int64)
+    with torch_threads_kept():
+        clf.fit(pad_to_min_length(train.X), np.asarray(train.y, dtype=np.int64))
+        return np.asarray(clf.predict(pad_to_min_length(test.X)), dtype=np.int64)
