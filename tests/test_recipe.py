@@ -56,7 +56,7 @@ def test_normalize_false_keeps_identity_statistics(make_params) -> None:
 def test_window_branch_sees_the_level_that_the_images_discard(make_params) -> None:
     """Two windows that differ only by an offset give the same images (GAF is affine
     invariant, MTF rank-based); only the window branch can tell them apart."""
-    params = make_params({"model": {"raw_branch": 8}})
+    params = make_params({"model": {"raw_branch": 8, "fusion": "concat"}})
     net = StockClassifierNet(params.model, in_channels=2, num_classes=3).eval()
     x = torch.randn(1, 2, 16)
     both = torch.cat([x, x + 3.0])

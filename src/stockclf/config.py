@@ -130,7 +130,7 @@ class ModelParams(_Strict):
     raw_branch: int = Field(64, ge=0)
     # How the window branch joins the images: one head on both ("concat"), or a head and a
     # loss each, their probabilities averaged ("late"), so the images cannot crowd it out.
-    fusion: Literal["concat", "late"] = "concat"
+    fusion: Literal["concat", "late"] = "late"
 
 
 class TrainParams(_Strict):
