@@ -109,7 +109,9 @@ def test_late_fusion_gives_the_window_its_own_head_and_loss(make_params) -> None
 
 
 def module_for(make_params, **train) -> StockClassifier:
-    params = make_params({"train": train, "model": {"aux_loss_weight": 0.0}})
+    """One head (concat fusion), so the loss is that head's alone; the late-fusion loss is
+    tested above."""
+    params = make_params({"train": train, "model": {"aux_loss_weight": 0.0, "fusion": "concat"}})
     return StockClassifier(params.model, params.train, in_channels=2, num_classes=3)
 
 
