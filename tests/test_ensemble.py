@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from stockclf.inference.checkpoint import load_classifier
-from stockclf.training.ensemble import EnsembleNet, build_net, log_mean_probs
+from stockclf.training.ensemble import EnsembleNet, build_net
 from stockclf.training.module import StockClassifier
-from stockclf.training.network import StockClassifierNet
+from stockclf.training.network import StockClassifierNet, log_mean_probs
 
 
 def test_the_ensemble_averages_its_members_probabilities(make_params) -> None:

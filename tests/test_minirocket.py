@@ -1,9 +1,11 @@
 """The MiniRocket baseline: it learns, it repeats itself, and it reaches every report."""
 
 import json
+import os
 
 import numpy as np
 import pytest
+import torch
 from helpers import synthetic_split
 
 from stockclf.data.store import SplitData
@@ -44,10 +46,6 @@ def test_learns_a_learnable_split_and_repeats_itself() -> None:
 def test_leaves_torch_its_thread_count() -> None:
     """aeon sets numba's OpenMP threads to the core count on its way out, and torch shares
     that runtime: the networks trained after MiniRocket must keep the user's limit."""
-    import os
-
-    import torch
-
     if (os.cpu_count() or 1) < 2:
         pytest.skip("one core: any thread limit is the core count")
     rng = np.random.default_rng(0)

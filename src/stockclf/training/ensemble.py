@@ -18,8 +18,6 @@ from torch import Tensor, nn
 from stockclf.config import ModelParams
 from stockclf.training.network import StockClassifierNet, log_mean_probs
 
-__all__ = ["EnsembleNet", "build_net", "log_mean_probs"]
-
 
 class EnsembleNet(nn.Module):
     """``members`` :class:`StockClassifierNet` s; windows (B x C x L) -> the log of their

@@ -14,7 +14,8 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from stockclf.config import ModelParams, TrainParams
 from stockclf.training.averaging import kept_average
-from stockclf.training.ensemble import build_net, log_mean_probs
+from stockclf.training.ensemble import build_net
+from stockclf.training.network import log_mean_probs
 from stockclf.training.optim import param_groups, warmup_cosine
 from stockclf.training.record import CHECKPOINT_FORMAT, CHECKPOINT_KEY
 
