@@ -264,7 +264,7 @@ def test_two_worker_processes_share_one_store(
 ) -> None:
     params = journal_params(make_params, tmp_path, n_trials=6, keep_top_k=2, n_jobs=2)
     out = TunePaths.under(tmp_path / "tuning", tiny_prepared)
-    run_tune(params, out, train_fn=tune_fakes.quick)
+    run_tune(params, out, train_fn=tune_fakes.two_workers)
     study, storage = study_and_storage(params)
     ran_by = {p.name for p in out.trials.glob("trial_*/ran_by_*")}
     assert len(ran_by) == 2  # both processes ran trials (and uploaded their own)

@@ -43,14 +43,13 @@ def check_shared_run(study: optuna.Study, trials_root: Path, n_trials: int) -> N
 def test_two_worker_processes_share_one_study(
     make_params, tiny_prepared: Path, tmp_path: Path, kind: str
 ) -> None:
-    # 0.6 s trials: long enough to overlap even when storage writes are slow
     params = make_params(
         {"tune": {"n_trials": 6, "n_jobs": 2, "pruner": "none", "tuning_max_epochs": 4}}
     )
     if kind == "journal":
         params = tune_fakes.on_journal(params, tmp_path / "tuning" / "study.journal")
     out = TunePaths.under(tmp_path / "tuning", tiny_prepared)
-    summary = run_tune(params, out, train_fn=tune_fakes.stepwise)
+    summary = run_tune(params, out, train_fn=tune_fakes.two_workers)
     assert summary["stopped"] == "done" and summary["n_complete"] == 6
     _, name = identify(params, tiny_prepared)
     study = optuna.load_study(study_name=name, storage=open_tuning_storage(params.tune.storage))

@@ -49,6 +49,27 @@ def stepwise(
     return value
 
 
+def two_workers(
+    params: Params,
+    prepared_dir: Path,
+    trial: optuna.Trial,
+    live_dir: Path,
+    checkpoint_dir: Path | None,
+) -> float:
+    """:func:`quick`, after waiting (up to 120 s) until two processes have each started a
+    trial. Without the wait, the first worker can finish every trial before the second has
+    imported torch, and a test that both workers ran trials fails by chance (it did on CI)."""
+    live_dir.mkdir(parents=True, exist_ok=True)
+    (live_dir / f"ran_by_{os.getpid()}").write_text(str(trial.number))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        pids = {m.name for m in live_dir.parent.glob("trial_*/ran_by_*")}
+        if len(pids) >= 2:
+            break
+        time.sleep(0.05)
+    return stepwise(params, prepared_dir, trial, live_dir, checkpoint_dir, epoch_s=0.05)
+
+
 def quick(
     params: Params,
     prepared_dir: Path,
