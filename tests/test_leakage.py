@@ -394,18 +394,23 @@ def test_default_recipe_learns_a_pattern_that_logreg_finds(
     repo_params_dict: dict[str, Any], tmp_path: Path, one_torch_thread
 ) -> None:
     """params.yaml's model section as it is and its train section with only the budget
-    shrunk (100 steps instead of 200), so this tests the recipe a user runs, not a smaller
-    stand-in."""
+    shrunk, so this tests the recipe a user runs, not a smaller stand-in: 100 steps instead
+    of 200, and one network instead of the ensemble's three. Every member of the ensemble is
+    this same recipe from its own seed, so one member learning alone is the stricter check
+    (measured: 0.598 for one network against 0.641 for three, logreg 0.581; 42 s against
+    128 s)."""
     planted_prices(tmp_path / "csv", seed=4, noise=NOISY_PATTERN)
     data = small_run_updates(tmp_path / "csv")["data"]
     updates = {
         "data": data,
-        "train": {"accelerator": "cpu", "min_steps": 100},
+        "train": {"accelerator": "cpu", "min_steps": 100, "ensemble": 1},
         "tune": {"storage": f"sqlite:///{tmp_path / 'study.db'}"},
     }
     params = validate_params(merge_params(repo_params_dict, updates), "<positive control>")
     assert params.model == ModelParams.model_validate(repo_params_dict["model"])
-    recipe = {k: v for k, v in repo_params_dict["train"].items() if k not in ("min_steps",)}
+    recipe = {
+        k: v for k, v in repo_params_dict["train"].items() if k not in ("min_steps", "ensemble")
+    }
     assert {k: getattr(params.train, k) for k in recipe if k != "accelerator"} == {
         k: v for k, v in recipe.items() if k != "accelerator"
     }
