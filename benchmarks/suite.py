@@ -66,6 +66,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     parser.add_argument("--keep-workdir", action="store_true", help="keep the scratch files")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="the scratch folder (made if missing, and kept); default a new temporary one",
+    )
     args = parser.parse_args(argv)
     if args.repeats is None:
         args.repeats = 1 if args.smoke else 3
@@ -82,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("STOCKCLF_QUIET", "1")  # no per-trial chatter in the measured runs
     numbers = args.only or sorted(ROWS)
-    workdir = Path(tempfile.mkdtemp(prefix="stockclf-bench-"))
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        args.keep_workdir = True
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="stockclf-bench-"))
     command = quote(["python", "-m", "benchmarks", *(argv if argv is not None else sys.argv[1:])])
     ctx = Context(smoke=args.smoke, repeats=args.repeats, workdir=workdir, command=command)
     info = machine()

@@ -10,12 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 from helpers import REPO
 
 from benchmarks import suite
 from benchmarks.common import Context, Row, interleaved
+from benchmarks.tuning_rows import EPOCH_SHARE_TARGET, VALUE_TOLERANCE
 
+PERCENT = re.compile(r"-?\d+\.\d%")
 ROW = re.compile(r"^\| (\d) \| (.+?) \| (.+?) \| (.+?) \| (yes|\*\*no\*\*|n/a) \|$", re.M)
 
 
@@ -53,20 +56,22 @@ def test_a_failing_row_is_reported_and_the_others_kept(monkeypatch, tmp_path: Pa
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> tuple[str, dict[int, dict]]:
-    """One smoke run of the whole suite through its command line: the markdown, and the
-    rows as JSON by number. Every row test below reads this one run."""
+def smoke(tmp_path_factory) -> tuple[str, dict[int, dict], Path]:
+    """One smoke run of the whole suite through its command line: the markdown, the rows as
+    JSON by number, and its scratch folder (the studies the rows ran). Every row test below
+    reads this one run."""
     tmp = tmp_path_factory.mktemp("bench")
-    out, rows = tmp / "RESULTS.md", tmp / "rows.json"
+    out, rows, work = tmp / "RESULTS.md", tmp / "rows.json", tmp / "work"
+    command = ["-m", "benchmarks", "--smoke", "--out", str(out), "--json", str(rows)]
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--smoke", "--out", str(out), "--json", str(rows)],
+        [sys.executable, *command, "--workdir", str(work)],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return out.read_text(), {r["number"]: r for r in json.loads(rows.read_text())}
+    return out.read_text(), {r["number"]: r for r in json.loads(rows.read_text())}, work
 
 
 def figure(text: str) -> float:
@@ -78,7 +83,7 @@ def figure(text: str) -> float:
 
 @pytest.mark.slow
 def test_smoke_suite_writes_every_row(smoke) -> None:
-    text, rows = smoke
+    text, rows, _ = smoke
     assert text.startswith("# Benchmark results\n\nSMOKE MODE")
     assert "| torch |" in text and "| cores |" in text
     summary = ROW.findall(text)
@@ -96,7 +101,7 @@ def test_smoke_suite_writes_every_row(smoke) -> None:
 
 @pytest.mark.slow
 def test_smoke_training_rows_carry_their_figures(smoke) -> None:
-    _, rows = smoke
+    _, rows, _ = smoke
     assert rows[1]["met"] == (figure(rows[1]["result"]) <= 3.0)
     assert 0 < figure(rows[2]["result"]) < 100 and rows[2]["result"].endswith("of a step")
     assert rows[3]["met"] == (figure(rows[3]["result"]) >= 10)
@@ -108,7 +113,7 @@ def test_smoke_training_rows_carry_their_figures(smoke) -> None:
 
 @pytest.mark.slow
 def test_smoke_dvc_row_times_both_commands_on_the_real_pipeline(smoke) -> None:
-    _, rows = smoke
+    _, rows, _ = smoke
     row = rows[6]
     assert row["target"] == "at most 1.3x"
     ratio = figure(row["result"])
@@ -119,3 +124,45 @@ def test_smoke_dvc_row_times_both_commands_on_the_real_pipeline(smoke) -> None:
     assert "cProfile" in details
     for stage in ("prepare", "tune", "train_best", "visualize"):  # the real pipeline ran
         assert stage in row["method"]
+
+
+@pytest.mark.slow
+def test_smoke_pruning_row_counts_epochs_of_real_studies(smoke) -> None:
+    _, rows, work = smoke
+    row = rows[4]
+    assert isinstance(row["met"], bool)
+    assert PERCENT.search(row["result"]), row["result"]
+    assert "median pruner" in row["result"]
+    # one table line per (seed, case): | seed | case | epochs | ...
+    lines = [line for line in row["details"] if re.match(r"\| \d+ \| \w+ \|", line)]
+    cases = [line.split("|")[2].strip() for line in lines]
+    assert cases == ["none", "median", "none_folds3", "wilcoxon_folds3"]
+    epochs = [int(line.split("|")[3]) for line in lines]
+    assert all(e > 0 for e in epochs)
+    # the unpruned study trained every epoch of every trial (3 trials x 2 in smoke mode)
+    trials = study_trials(work / "row4" / "seed42-none" / "study.db")
+    assert epochs[0] == sum(len(t.intermediate_values) for t in trials) == 6
+    assert epochs[1] <= epochs[0]
+    # with folds a trial's epochs are those of every fold it ran: 3 x 3 folds x 2 unpruned
+    trials = study_trials(work / "row4" / "seed42-none_folds3" / "study.db")
+    assert all(len(t.user_attrs["fold_epochs"]) == 3 for t in trials)
+    assert epochs[2] == sum(sum(t.user_attrs["fold_epochs"]) for t in trials)
+    # the unpruned folds study is a reference itself, not a case measured against one split
+    assert [c.strip() for c in lines[2].split("|")[4:7:2]] == ["100.0%", "+0.0000"]
+    trials = study_trials(work / "row4" / "seed42-wilcoxon_folds3" / "study.db")
+    ran = [len(t.user_attrs["fold_epochs"]) for t in trials]
+    assert ran[0] == 3 and all(n in (2, 3) for n in ran)  # a prune comes after two folds
+    assert epochs[3] == sum(sum(t.user_attrs["fold_epochs"]) for t in trials)
+    assert "wilcoxon_folds3 (vs none_folds3)" in "\n".join(row["details"])
+    # the verdict follows the figures in its own table: epoch share and best-value gap
+    gap = float(lines[1].split("|")[6])
+    expected = epochs[1] / epochs[0] <= EPOCH_SHARE_TARGET and gap >= -VALUE_TOLERANCE
+    assert row["met"] is expected
+    assert "seed" in row["details"][0] and row["method"] and "n_startup_trials" in row["method"]
+    if not row["met"]:
+        assert PERCENT.search(row["explanation"]), row["explanation"]
+
+
+def study_trials(db: Path) -> list[optuna.trial.FrozenTrial]:
+    """The trials of the one study in the SQLite file ``db``."""
+    return optuna.load_study(study_name=None, storage=f"sqlite:///{db}").get_trials()
