@@ -88,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("STOCKCLF_QUIET", "1")  # no per-trial chatter in the measured runs
     numbers = args.only or sorted(ROWS)
+    keep = args.keep_workdir or args.workdir is not None  # a folder the caller named stays
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        args.keep_workdir = True
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="stockclf-bench-"))
     command = quote(["python", "-m", "benchmarks", *(argv if argv is not None else sys.argv[1:])])
     ctx = Context(smoke=args.smoke, repeats=args.repeats, workdir=workdir, command=command)
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     finally:
-        if not args.keep_workdir:
+        if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
     text = render(ctx, info, rows, time.perf_counter() - start)
     if args.out is not None:

@@ -14,8 +14,6 @@ from benchmarks.common import Context
 from benchmarks.report import describe
 from benchmarks.trial_rows import TRIAL_PARTS, trial_overhead
 
-PERCENT = re.compile(r"-?\d+\.\d%")
-
 
 def smoke(tmp_path: Path) -> Context:
     return Context(smoke=True, repeats=1, workdir=tmp_path, command="test")

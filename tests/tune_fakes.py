@@ -8,6 +8,7 @@ The stand-ins follow ``stockclf.tuning.objective.TrainFn``; tests pass them as `
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -30,11 +31,22 @@ def stepwise(
     live_dir: Path,
     checkpoint_dir: Path | None,
     epoch_s: float = 0.15,
+    workers: int = 1,
 ) -> float:
     """A value that grows per epoch towards ``10 * lr_head``, reported for pruning; leaves
-    a marker naming the process that ran the trial, and a checkpoint file."""
+    a marker naming the process that ran the trial, and a checkpoint file.
+
+    ``workers`` > 1: first wait (up to 120 s) until that many processes have each started
+    a trial. Without the wait, the first worker can finish every trial before the second
+    has imported torch, and a test that all workers ran trials fails by chance (it did on
+    CI)."""
     live_dir.mkdir(parents=True, exist_ok=True)
     (live_dir / f"ran_by_{os.getpid()}").write_text(str(trial.number))
+    deadline = time.monotonic() + 120
+    while workers > 1 and time.monotonic() < deadline:
+        if len({m.name for m in live_dir.parent.glob("trial_*/ran_by_*")}) >= workers:
+            break
+        time.sleep(0.05)
     if checkpoint_dir is not None:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         (checkpoint_dir / "best.ckpt").write_bytes(b"weights")
@@ -49,25 +61,8 @@ def stepwise(
     return value
 
 
-def two_workers(
-    params: Params,
-    prepared_dir: Path,
-    trial: optuna.Trial,
-    live_dir: Path,
-    checkpoint_dir: Path | None,
-) -> float:
-    """:func:`quick`, after waiting (up to 120 s) until two processes have each started a
-    trial. Without the wait, the first worker can finish every trial before the second has
-    imported torch, and a test that both workers ran trials fails by chance (it did on CI)."""
-    live_dir.mkdir(parents=True, exist_ok=True)
-    (live_dir / f"ran_by_{os.getpid()}").write_text(str(trial.number))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        pids = {m.name for m in live_dir.parent.glob("trial_*/ran_by_*")}
-        if len(pids) >= 2:
-            break
-        time.sleep(0.05)
-    return stepwise(params, prepared_dir, trial, live_dir, checkpoint_dir, epoch_s=0.05)
+#: :func:`stepwise` with short epochs, once both worker processes have started a trial.
+two_workers = functools.partial(stepwise, epoch_s=0.05, workers=2)
 
 
 def quick(
