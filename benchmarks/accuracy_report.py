@@ -118,11 +118,17 @@ def budget_line(variant: dict[str, Any]) -> str:
         if tuned
         else "no tuning (train_best on these params as they are)"
     )
+    keep_by = b.get("keep_epoch_by", "metric")
+    stopping = (
+        "no early stopping"
+        if keep_by == "last"
+        else f"early stopping patience {b['early_stopping_patience']}"
+    )
+    kept = "kept the last epoch" if keep_by == "last" else f"kept epoch by {keep_by}"
     return (
         f"- `{variant['name']}` (overrides of params.yaml: `{overrides}`): {tune}, train_best "
-        f"at most {b['max_epochs']} epochs (early stopping patience "
-        f"{b['early_stopping_patience']}); every run at least {b.get('min_steps', 0)} steps, "
-        f"kept epoch by {b.get('keep_epoch_by', 'metric')}; {b['backbone']} on "
+        f"at most {b['max_epochs']} epochs ({stopping}); every run at least "
+        f"{b.get('min_steps', 0)} steps, {kept}; {b['backbone']} on "
         f"{b['image_size']}x{b['image_size']} images of {'+'.join(b['encodings'])}, batch "
         f"{b['batch_size']}, max_train_batches {b['max_train_batches']}, accelerator "
         f"{b['accelerator']}"

@@ -229,6 +229,37 @@ def test_early_stopping_counts_patience_from_the_kept_epoch() -> None:
     assert kept_epoch(SimpleNamespace()) == {}
 
 
+def test_keep_last_keeps_every_epoch_and_never_stops() -> None:
+    """``keep_epoch_by: last``: whatever validation says, the last epoch is kept."""
+    stopper = TieBreakEarlyStopping("val_loss", mode="min", patience=1, keep_last=True)
+    checkpoint = TieBreakCheckpoint(dirpath=".", monitor="val_loss", mode="min", keep_last=True)
+    for epoch, loss in enumerate([0.5, 0.9, 1.2, 1.5]):  # each epoch worse than the first
+        trainer = SimpleNamespace(
+            fast_dev_run=False,
+            strategy=_Strategy(),
+            current_epoch=epoch,
+            should_stop=False,
+            callback_metrics={"val_f1": torch.tensor(0.5), "val_loss": torch.tensor(loss)},
+        )
+        stopper._run_early_stopping_check(trainer)
+        assert trainer.should_stop is False
+        assert checkpoint.check_monitor_top_k(trainer, torch.tensor(loss)) is True
+    assert stopper.kept == pytest.approx({"val_f1": 0.5, "val_loss": 1.5, "epoch": 3.0})
+    # the same epochs by loss stop after the first worse one, keeping epoch 0
+    by_loss = TieBreakEarlyStopping("val_loss", mode="min", patience=1)
+    trainer = SimpleNamespace(
+        fast_dev_run=False,
+        strategy=_Strategy(),
+        current_epoch=0,
+        should_stop=False,
+        callback_metrics={"val_loss": torch.tensor(0.5)},
+    )
+    by_loss._run_early_stopping_check(trainer)
+    trainer.current_epoch, trainer.callback_metrics = 1, {"val_loss": torch.tensor(0.9)}
+    by_loss._run_early_stopping_check(trainer)
+    assert trainer.should_stop is True and by_loss.kept["epoch"] == 0.0
+
+
 def test_validation_summary_compares_with_chance(tiny_prepared) -> None:
     train, val = load_split(tiny_prepared, "train"), load_split(tiny_prepared, "val")
     summary = validation_summary(

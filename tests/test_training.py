@@ -105,8 +105,8 @@ def test_non_finite_loss_raises(fit_tiny, make_params) -> None:
         fit_tiny(params)
 
 
-@pytest.mark.parametrize("keep_by", ["metric", "loss"])
-def test_checkpoint_restores_the_best_epoch(
+@pytest.mark.parametrize("keep_by", ["metric", "loss", "last"])
+def test_checkpoint_restores_the_kept_epoch(
     fit_tiny, make_params, tiny_prepared: Path, tmp_path: Path, keep_by: str
 ) -> None:
     params = make_params({"train": {"early_stopping_patience": 5, "keep_epoch_by": keep_by}})
@@ -117,8 +117,9 @@ def test_checkpoint_restores_the_best_epoch(
     per_epoch = [float(row.split("\t")[1]) for row in history.splitlines()[1:]]
     assert len(per_epoch) == 4
     best = float(trainer.checkpoint_callback.best_model_score)
-    assert best == pytest.approx(max(per_epoch) if keep_by == "metric" else min(per_epoch))
-    # the returned module is the best epoch's, whatever the last epoch scored
+    rule = {"metric": max(per_epoch), "loss": min(per_epoch), "last": per_epoch[-1]}
+    assert best == pytest.approx(rule[keep_by])
+    # the returned module is the kept epoch's, whatever the last epoch scored
     x_val, y_val = data.tensors("val")
     if keep_by == "metric":
         pred = predict(module, data.val_dataloader())

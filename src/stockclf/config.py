@@ -150,9 +150,9 @@ class TrainParams(_Strict):
     class_weights: Literal["none", "balanced"] = "balanced"  # balanced: n / (K * n_class)
     mixup_alpha: float = Field(0.4, ge=0)  # Beta(a, a) mixup of the windows; 0 = off
     # Which epoch a run keeps, and when it stops: the lowest validation loss ("loss"), or the
-    # best tune.metric with ties to the lower loss ("metric"). Trials are valued by
-    # tune.metric at the kept epoch either way.
-    keep_epoch_by: Literal["loss", "metric"] = "loss"
+    # best tune.metric with ties to the lower loss ("metric"), or the last epoch, with no
+    # early stopping ("last"). Trials are valued by tune.metric at the kept epoch.
+    keep_epoch_by: Literal["loss", "metric", "last"] = "loss"
     # Decay of an exponential moving average of the weights, which validation, the kept
     # checkpoint and the final model use (0 = off, the raw weights).
     ema_decay: float = Field(0.0, ge=0, lt=1)

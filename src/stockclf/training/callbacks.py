@@ -5,6 +5,9 @@ the lower validation loss. On a small validation split (UCR GunPoint keeps 10 wi
 macro F1 moves in steps of 0.1 and reaches its ceiling early while training goes on;
 Lightning's strict comparison would then keep the first, least trained of those epochs,
 and comparing on F1 alone cannot tell a confident right answer from a lucky one.
+
+With ``keep_last`` every epoch replaces the kept one and the run never stops early: the
+kept epoch is the last, whatever a validation split of a few windows says of it.
 """
 
 from __future__ import annotations
@@ -38,15 +41,16 @@ def improves(
 class TieBreakCheckpoint(ModelCheckpoint):
     """Lightning's checkpoint with :func:`improves` as its rule (``save_top_k=1`` only)."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, keep_last: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._kept: dict[str, float] | None = None
+        self.keep_last = keep_last
 
     def check_monitor_top_k(self, trainer: L.Trainer, current: torch.Tensor | None = None) -> bool:
         if current is None:
             return False
         metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
-        decision = improves(metrics, self._kept, self.monitor, self.mode)
+        decision = self.keep_last or improves(metrics, self._kept, self.monitor, self.mode)
         decision = trainer.strategy.reduce_boolean_decision(decision)
         if decision:
             self._kept = {k: float(v) for k, v in metrics.items()}
@@ -58,9 +62,10 @@ class TieBreakEarlyStopping(EarlyStopping):
     epochs since the kept one changed, so a run whose validation loss still falls at the
     ceiling F1 goes on. ``kept`` holds every validation metric of the kept epoch."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, keep_last: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.kept: dict[str, float] = {}
+        self.keep_last = keep_last
 
     def _run_early_stopping_check(self, trainer: L.Trainer) -> None:
         logs = trainer.callback_metrics
@@ -70,7 +75,7 @@ class TieBreakEarlyStopping(EarlyStopping):
         metrics = {k: float(v) for k, v in logs.items() if k.startswith("val_") and v.numel() == 1}
         should_stop = not torch.isfinite(current)  # a diverged run stops at once
         if not should_stop:
-            better = improves(metrics, self.kept or None, self.monitor, self.mode)
+            better = self.keep_last or improves(metrics, self.kept or None, self.monitor, self.mode)
             if trainer.strategy.reduce_boolean_decision(better):
                 self.kept = {**metrics, "epoch": float(trainer.current_epoch)}
                 self.best_score = current.detach().clone()

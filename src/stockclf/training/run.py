@@ -84,12 +84,13 @@ def checkpoint_meta(params: Params, prepared_dir: str | Path) -> dict:
 
 
 def kept_epoch_checkpoint(
-    checkpoint_dir: str | Path | None, monitor: str, mode: str
+    checkpoint_dir: str | Path | None, monitor: str, mode: str, keep_last: bool = False
 ) -> TieBreakCheckpoint | None:
     """Saves the kept epoch as ``best.ckpt`` in ``checkpoint_dir`` (None: no checkpoint)."""
     if checkpoint_dir is None:
         return None
     return TieBreakCheckpoint(
+        keep_last=keep_last,
         dirpath=checkpoint_dir,
         filename="best",
         monitor=monitor,
@@ -189,7 +190,8 @@ def train_model(
     loss``, on the validation loss: on a validation split of ten windows macro F1 moves in
     steps of 0.1, and one lucky epoch at 1.0 would be kept (one exploratory run on UCR
     ItalyPowerDemand: test accuracy 0.81 kept by F1, 0.95 by loss; benchmarks/ACCURACY.md's
-    lever run found the two equal).
+    lever run found the two equal). ``keep_epoch_by: last`` keeps the last epoch and never
+    stops early.
     With ``checkpoint_dir`` the kept epoch is saved there and loaded back before return,
     so the returned module is that epoch's. With ``fold`` (tune.folds), train and val are
     that fold's rows.
@@ -203,15 +205,16 @@ def train_model(
     fit_to_training_split(module, train_split.X, train_split.y, params.train)
     budget = run_budget(max_epochs, len(train_split), params.train)
     module.warmup_epochs = budget.warmup_epochs
-    if params.train.keep_epoch_by == "loss":
+    keep_last = params.train.keep_epoch_by == "last"
+    if params.train.keep_epoch_by in ("loss", "last"):
         monitor, mode = "val_loss", "min"
-    checkpoint = kept_epoch_checkpoint(checkpoint_dir, monitor, mode)
+    checkpoint = kept_epoch_checkpoint(checkpoint_dir, monitor, mode, keep_last)
     averaging = (
         [KeptWeightAverage(decay=params.train.ema_decay)] if params.train.ema_decay > 0 else []
     )
     all_callbacks: list[Callback] = [
         *averaging,  # validation sees, and the checkpoint keeps, the averaged weights
-        TieBreakEarlyStopping(monitor, mode=mode, patience=budget.patience),
+        TieBreakEarlyStopping(monitor, mode=mode, patience=budget.patience, keep_last=keep_last),
         # each parameter group's learning rate at the start of every epoch, to every logger
         LearningRateMonitor(logging_interval="epoch"),
         *callbacks,
