@@ -112,7 +112,14 @@ EPOCH_SHARE_TARGET = 0.40
 
 #: Windows per split of the synthetic problem, and how far the class shifts its signal.
 SYNTHETIC_SIZES = {"train": 3000, "val": 600, "test": 60}
+#: Smoke mode's: a trial there trains 2 batches an epoch, so validating 600 windows was
+#: most of its time; the smoke run measures nothing, it only has to run every case.
+SYNTHETIC_SMOKE_SIZES = {"train": 600, "val": 120, "test": 60}
 SYNTHETIC_SIGNAL = 0.5
+
+
+def synthetic_sizes(smoke: bool) -> dict[str, int]:
+    return SYNTHETIC_SMOKE_SIZES if smoke else SYNTHETIC_SIZES
 
 
 def synthetic_prepared(ctx: Context, params: Params) -> tuple[Params, Path]:
@@ -134,13 +141,14 @@ def synthetic_prepared(ctx: Context, params: Params) -> tuple[Params, Path]:
     data["data"]["source"] = source.as_posix()
     params = validate_params(data, "<row 4>")
     if not out.exists():
+        sizes = synthetic_sizes(ctx.smoke)
         rng = np.random.default_rng(0)
-        n = sum(SYNTHETIC_SIZES.values())
+        n = sum(sizes.values())
         channels, length = len(params.data.features), params.data.window
         x = rng.normal(size=(n, channels, length)).astype(np.float32)
         y = rng.integers(0, 3, size=n)
         x[:, 0, -length // 4 :] += (y[:, None] - 1) * SYNTHETIC_SIGNAL
-        split = np.repeat(np.arange(3), [SYNTHETIC_SIZES[k] for k in ("train", "val", "test")])
+        split = np.repeat(np.arange(3), [sizes[k] for k in ("train", "val", "test")])
         root.mkdir(parents=True, exist_ok=True)
         np.savez(source, X=x, y=y, split=split, classes=np.array(["down", "flat", "up"]))
         prepare(params.data, out, REPO / "data" / "sample")
@@ -208,6 +216,7 @@ class PruningSavings:
     params: Params  # of the studies, but for the seed and each case's tune updates
     seeds: list[int]
     studies: dict[str, list[Study]]  # case -> one study per seed; "none" first
+    sizes: dict[str, int]  # windows per split of the synthetic problem
 
     @property
     def pruners(self) -> list[str]:
@@ -260,4 +269,4 @@ def pruning_savings(ctx: Context) -> PruningSavings:
             shift = r % len(pruners)
             for pruner in pruners[shift:] + pruners[:shift]:
                 studies[pruner].append(run_study(ctx, base, pruner, seed))
-    return PruningSavings(base, seeds, studies)
+    return PruningSavings(base, seeds, studies, synthetic_sizes(ctx.smoke))

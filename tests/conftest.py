@@ -63,8 +63,10 @@ def tiny_prepared(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def fit_tiny(tiny_prepared: Path, tmp_path: Path):
-    """``train_model`` on ``tiny_prepared`` for 2 epochs on val_f1, curves in ``tmp_path/live``."""
+def fit_tiny(tiny_prepared: Path, tmp_path: Path, one_torch_thread):
+    """``train_model`` on ``tiny_prepared`` for 2 epochs on val_f1, curves in ``tmp_path/live``,
+    on one torch thread (measured with another process busy on one of the 2 cores: 2.5-2.9
+    s a test of 4 epochs, against 18-21 s on two threads)."""
     from stockclf.training.run import train_model
 
     def _fit(params: Params, live: str = "live", max_epochs: int = 2, **kwargs: Any):

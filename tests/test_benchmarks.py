@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import REPO
+from helpers import REPO, child_env
 
 from benchmarks import suite
 from benchmarks.common import Context, Row, interleaved
@@ -66,6 +66,7 @@ def smoke(tmp_path_factory) -> tuple[str, dict[int, dict], Path]:
     done = subprocess.run(
         [sys.executable, *command, "--workdir", str(work)],
         cwd=REPO,
+        env=child_env(),  # one thread: the smoke sizes measure nothing
         capture_output=True,
         text=True,
         timeout=900,

@@ -9,6 +9,9 @@ from stockclf.config import load_params
 from stockclf.data.prepare import prepare
 from stockclf.evaluation.scoring import predict
 
+#: torch's thread count at import, before any fixture changes it
+DEFAULT_THREADS = torch.get_num_threads()
+
 
 def digests(root: Path) -> dict[str, str]:
     return {
@@ -28,6 +31,9 @@ def test_prepare_is_byte_identical(repo_root: Path, tmp_path: Path) -> None:
 
 
 def test_cpu_training_is_deterministic(fit_tiny, make_params) -> None:
+    # torch's own thread count, as a user's run has it (fit_tiny sets one thread): the
+    # split of the work between threads must not change the result either
+    torch.set_num_threads(DEFAULT_THREADS)
     params = make_params({"model": {"drop_path_rate": 0.2}})  # randomness inside the model too
     runs = []
     for name in ("a", "b"):

@@ -10,7 +10,6 @@ from benchmarks.tuning_rows import (
     EPOCH_SHARE_TARGET,
     PRUNING_CASES,
     SYNTHETIC_SIGNAL,
-    SYNTHETIC_SIZES,
     VALUE_TOLERANCE,
     PruningSavings,
 )
@@ -61,8 +60,8 @@ def pruning_method(m: PruningSavings) -> str:
     base, tune = m.params, m.params.tune
     return (
         f"`run_tune` with the real objective (Lightning training) on a synthetic learnable "
-        f"problem (see `synthetic_prepared`: {SYNTHETIC_SIZES['train']}/"
-        f"{SYNTHETIC_SIZES['val']} train/val windows of {len(base.data.features)} x "
+        f"problem (see `synthetic_prepared`: {m.sizes['train']}/"
+        f"{m.sizes['val']} train/val windows of {len(base.data.features)} x "
         f"{base.data.window}, class signal {SYNTHETIC_SIGNAL} noise SDs; the bundled stock "
         f"sample gives one-class val F1 for most trials, which tells nothing about pruning), "
         f"prepared by the real prepare stage: "
