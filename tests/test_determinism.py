@@ -31,8 +31,8 @@ def test_prepare_is_byte_identical(repo_root: Path, tmp_path: Path) -> None:
 
 
 def test_cpu_training_is_deterministic(fit_tiny, make_params) -> None:
-    # torch's own thread count, as a user's run has it (fit_tiny sets one thread): the
-    # split of the work between threads must not change the result either
+    # torch's own thread count, as a user's run has it (fit_tiny sets one thread): two runs
+    # on several threads must give the same bytes too
     torch.set_num_threads(DEFAULT_THREADS)
     params = make_params({"model": {"drop_path_rate": 0.2}})  # randomness inside the model too
     runs = []
