@@ -42,15 +42,14 @@ def test_notebook_runs_the_pipeline_headless(
     experiment, the study and the figures of that run."""
     repo = tmp_path / "repo"
     shutil.copytree(pipeline_repo, repo, symlinks=True)
-    before = (repo / "reports" / "test_metrics.json").read_text()
     monkeypatch.setenv("STOCKCLF_OVERRIDES", " ".join(OVERRIDES))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(
         notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(repo)}}
     ).execute()
-    # the notebook's overrides are the run's: nothing was left to reproduce
-    assert (repo / "reports" / "test_metrics.json").read_text() == before
-    assert sh("dvc", "status", "--quiet", cwd=repo).returncode == 0
+    # the notebook's overrides are the run's: nothing was left to reproduce (sh fails the
+    # test on a non-zero exit, which `dvc status --quiet` gives when something changed)
+    sh("dvc", "status", "--quiet", cwd=repo)
     metrics = json.loads((repo / "reports" / "test_metrics.json").read_text())
     assert 0.0 <= metrics["model"]["f1_macro"] <= 1.0
     assert len(list((repo / "reports" / "figures").glob("*.png"))) >= 7
