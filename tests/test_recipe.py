@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from stockclf.config import TrainParams
 from stockclf.data.store import SplitData, load_split
 from stockclf.evaluation.scoring import validation_summary
 from stockclf.training.budget import run_budget, steps_per_epoch
@@ -22,6 +23,7 @@ from stockclf.training.callbacks import (
 )
 from stockclf.training.module import StockClassifier
 from stockclf.training.network import StockClassifierNet
+from stockclf.tuning.space import with_values
 
 
 def test_normalisation_standardises_image_and_window_channels(make_params) -> None:
@@ -151,21 +153,44 @@ def test_mixup_mixes_windows_and_targets(make_params, monkeypatch) -> None:
 
 
 def test_budget_stretches_small_data_to_min_steps(make_params) -> None:
+    # params.yaml's budget: 8 epochs, patience 3, a floor of 400 steps, batch 128
     train = make_params({"train": {"batch_size": 128, "max_train_batches": None}}).train
     train = train.model_copy(
-        update={"min_steps": 200, "early_stopping_patience": 3, "max_epochs": 8}
+        update={"min_steps": 400, "early_stopping_patience": 3, "max_epochs": 8}
     )
+    assert (TrainParams().min_steps, TrainParams().max_epochs) == (400, 8)
     assert steps_per_epoch(40, train) == 1
     small = run_budget(8, 40, train)  # GunPoint: one batch per epoch
-    assert small.epochs == 200 and small.patience == 75
-    assert small.warmup_epochs == pytest.approx(train.warmup_epochs * 25)
-    large = run_budget(8, 6776, train)  # the bundled prices: 53 steps an epoch
+    assert small.epochs == 400 and small.patience == 150
+    assert small.warmup_epochs == pytest.approx(train.warmup_epochs * 50)
+    large = run_budget(8, 6776, train)  # the bundled prices: 53 steps an epoch, 424 in 8
     assert (large.epochs, large.patience) == (8, 3)
-    # a tuning trial of 3 epochs gets 3/8 of the floor: 75 steps
-    assert run_budget(3, 40, train).epochs == 75
+    # a tuning trial of 3 epochs gets 3/8 of the floor: 150 steps
+    assert run_budget(3, 40, train).epochs == 150
     assert run_budget(3, 6776, train).epochs == 3
-    assert run_budget(3, 6776, train.model_copy(update={"batch_size": 512})).epochs == 6
-    assert run_budget(20, 40, train).epochs == 200  # a longer run: the whole floor
+    # counted at the drawn batch size, a floor stretches large data too: 14 steps an epoch
+    big_batches = train.model_copy(update={"batch_size": 512})
+    assert run_budget(3, 6776, big_batches).epochs == 11
+    # ... counted at params.yaml's batch size, it does not
+    counted_at_128 = big_batches.model_copy(update={"min_steps_batch_size": 128})
+    assert run_budget(3, 6776, counted_at_128).epochs == 3
+    assert run_budget(20, 40, train).epochs == 400  # a longer run: the whole floor
+
+
+def test_a_drawn_batch_size_keeps_the_floor_at_params_yaml_batches(make_params) -> None:
+    """A trial (or train_best) that draws another batch size trains the epochs params.yaml's
+    batch size gives: the floor is for small data, not for large batches."""
+    params = make_params(
+        {"train": {"batch_size": 128, "min_steps": 400, "max_epochs": 8, "max_train_batches": None}}
+    )
+    drawn = with_values(params, {"batch_size": 256, "lr_head": 0.001})
+    assert drawn.train.batch_size == 256 and drawn.train.min_steps_batch_size == 128
+    assert run_budget(3, 6776, drawn.train).epochs == 3  # 53 batches of 128 an epoch
+    assert run_budget(3, 6776, with_values(params, {"lr_head": 0.001}).train).epochs == 3
+    assert with_values(params, {"lr_head": 0.001}).train.min_steps_batch_size is None
+    # a size the user set is kept
+    fixed = make_params({"train": {"batch_size": 128, "min_steps_batch_size": 32}})
+    assert with_values(fixed, {"batch_size": 256}).train.min_steps_batch_size == 32
 
 
 def test_train_model_stretches_epochs_on_tiny_data(make_params, fit_tiny, tmp_path) -> None:
@@ -266,7 +291,15 @@ def test_validation_summary_compares_with_chance(tiny_prepared) -> None:
         {"val_loss": 0.9, "val_f1": 0.6, "epoch": 3.0}, train, val, n_classes=3, seed=0
     )
     assert summary["ln_classes"] == pytest.approx(math.log(3))
-    assert 0.2 < summary["stratified_val_f1"] < 0.5  # random guesses on 3 classes
+    # Random guesses at train frequencies p on val frequencies q: class k's precision tends
+    # to q_k and its recall to p_k, so the expected macro F1 is the mean of 2pq / (p + q).
+    p = np.bincount(train.y, minlength=3) / len(train)
+    q = np.bincount(val.y, minlength=3) / len(val)
+    expected = float(np.mean(2 * p * q / (p + q)))
+    assert summary["stratified_val_f1"] == pytest.approx(expected, abs=0.02)
+    # many draws, not one: a spread around the mean
+    assert summary["stratified_val_f1_low"] < summary["stratified_val_f1"]
+    assert summary["stratified_val_f1"] < summary["stratified_val_f1_high"]
     assert summary["val_loss"] == 0.9 and summary["epoch"] == 3
     one_class = SplitData(
         np.zeros((4, 1, 8), np.float32),

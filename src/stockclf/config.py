@@ -145,7 +145,11 @@ class TrainParams(_Strict):
     early_stopping_patience: int = Field(3, ge=1)
     # Each run takes at least this many optimizer steps, whatever its epoch budget: epochs,
     # patience and warmup are stretched by the same factor on small data sets.
-    min_steps: int = Field(200, ge=0)
+    min_steps: int = Field(400, ge=0)
+    # The batch size min_steps counts batches of (None: train.batch_size). A tuning trial
+    # that draws another batch size gets params.yaml's train.batch_size here, so the floor,
+    # and the epochs of every trial of a study, do not depend on the draw.
+    min_steps_batch_size: int | None = Field(None, ge=1)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     class_weights: Literal["none", "balanced"] = "balanced"  # balanced: n / (K * n_class)
     mixup_alpha: float = Field(0.4, ge=0)  # Beta(a, a) mixup of the windows; 0 = off

@@ -56,6 +56,9 @@ def with_values(params: Params, values: dict[str, Any]) -> Params:
         if name not in TUNABLE:
             raise ParamsError(f"{name!r} is not a tunable parameter; known: {sorted(TUNABLE)}")
         sections[TUNABLE[name]][name] = value
+    if "batch_size" in sections["train"] and params.train.min_steps_batch_size is None:
+        # the step floor keeps counting params.yaml's batches (training/budget.py says why)
+        sections["train"]["min_steps_batch_size"] = params.train.batch_size
     data = params.model_dump()
     for section, updates in sections.items():
         data[section].update(updates)
