@@ -88,6 +88,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--from-json", type=Path, nargs="+", default=None, help="only re-render these runs"
     )
+    parser.add_argument(
+        "--headline",
+        default=None,
+        metavar="VARIANT",
+        help="with --from-json: the variant of the Results table (default: the first run's)",
+    )
     args = parser.parse_args(argv)
     smoke_dir = Path(tempfile.gettempdir()) / "stockclf-accuracy-smoke"
     if args.out is None:
@@ -105,6 +111,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse unknown sets, repeated variant names and invalid overrides before any run."""
+    if args.headline and not args.from_json:
+        parser.error("--headline re-renders saved runs: give it with --from-json")
     if args.from_json:
         return
     unknown = sorted(set(args.sets) - set(shipped_sets()))
@@ -191,18 +199,32 @@ def join(docs: list[dict[str, Any]]) -> dict[str, Any]:
         doc["sets"] += [s for s in other["sets"] if s not in doc["sets"]]
         doc["seeds"] += [s for s in other["seeds"] if s not in doc["seeds"]]
         doc["wall_s"] += other["wall_s"]
-        doc.setdefault("joined", []).append({"command": other["command"], "date": other["date"]})
+        joined = doc.setdefault("joined", [])
+        for entry in [
+            *other.get("joined", []),
+            {"command": other["command"], "date": other["date"]},
+        ]:
+            if entry not in joined and entry != {"command": doc["command"], "date": doc["date"]}:
+                joined.append(entry)
     return doc
 
 
-def rerender(paths: list[Path], out: Path, json_path: Path) -> int:
-    """Re-render a report from saved runs; several files are joined (:func:`join`)."""
+def rerender(paths: list[Path], out: Path, json_path: Path, headline: str | None = None) -> int:
+    """Re-render a report from saved runs; several files are joined (:func:`join`).
+    ``headline`` names the variant of the Results table, kept in the JSON for later
+    renders (a report grown over many runs is headed by the recipe it settled on)."""
     docs = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
     try:
         doc = join(docs)
     except ValueError as err:
         print(f"--from-json: {err}", file=sys.stderr)
         return 2
+    if headline is not None:
+        names = [v["name"] for v in doc["variants"]]
+        if headline not in names:
+            print(f"--headline: no variant {headline!r}; the runs have {names}", file=sys.stderr)
+            return 2
+        doc["headline"] = headline
     write(doc, out, json_path)
     print(f"wrote {out} and {json_path}")
     return 0
@@ -212,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.from_json:
-        return rerender(args.from_json, args.out, args.json)
+        return rerender(args.from_json, args.out, args.json, args.headline)
     os.environ.setdefault("STOCKCLF_QUIET", "1")  # no progress bars in the log
     warm_up_minirocket()
     doc = new_doc(args, argv)

@@ -142,8 +142,14 @@ HEADER = (
 )
 
 
+def headline(doc: dict[str, Any]) -> dict[str, Any]:
+    """The variant of the Results table: ``--headline``'s, or the first run's."""
+    name = doc.get("headline", doc["variants"][0]["name"])
+    return next(v for v in doc["variants"] if v["name"] == name)
+
+
 def main_table(doc: dict[str, Any]) -> list[str]:
-    variant = doc["variants"][0]
+    variant = headline(doc)
     runs = [r for r in doc["runs"] if r["variant"] == variant["name"]]
     rows = [set_row(runs, s) for s in doc["sets"]]
     m = mean_row(rows)
@@ -225,10 +231,10 @@ def render(doc: dict[str, Any]) -> str:
         f"{mode}Written by `{doc['command']}` on {doc['date']}; {len(doc['runs'])} of "
         f"{n_runs} runs done in {doc['wall_s'] / 60:.1f} min. Seeds: "
         f"{', '.join(map(str, doc['seeds']))}.",
-        *[
+        *dict.fromkeys(  # a file joined twice is listed once
             f"Joined with the runs of `{j['command']}` on {j['date']}."
             for j in doc.get("joined", [])
-        ],
+        ),
         "",
         *machine_section(doc["machine"]),
         "",
@@ -251,7 +257,7 @@ def render(doc: dict[str, Any]) -> str:
         "",
         *data_table(doc),
         "",
-        f"## Results (`{doc['variants'][0]['name']}`)",
+        f"## Results (`{headline(doc)['name']}`)",
         "",
         *main_table(doc),
         "",

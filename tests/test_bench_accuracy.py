@@ -207,3 +207,35 @@ def test_from_json_completes_a_stopped_run_and_refuses_other_params(
         ["--from-json", jsons[0], str(other.with_suffix(".json")), "--out", str(joined)]
     )
     assert code == 2
+
+
+def test_headline_picks_the_results_variant_and_a_file_joined_twice_is_listed_once(
+    monkeypatch, tmp_path: Path, capsys
+) -> None:
+    monkeypatch.setattr(accuracy_runs, "pipeline", fake_pipeline)
+    monkeypatch.setattr(accuracy, "warm_up_minirocket", lambda: None)
+    first, second = tmp_path / "first.md", tmp_path / "second.md"
+    for out, size in ((first, 32), (second, 64)):
+        variant = f'v{size}={{"model": {{"image_size": {size}}}}}'
+        code = accuracy.main(
+            ["--sets", "ArrowHead", "--seeds", "0", "--out", str(out), "--variant", variant]
+        )
+        assert code == 0
+    jsons = [str(first.with_suffix(".json")), str(second.with_suffix(".json"))]
+    joined = tmp_path / "joined.md"
+    args = ["--from-json", *jsons, jsons[1], "--out", str(joined), "--headline", "v64"]
+    assert accuracy.main(args) == 0
+    text = joined.read_text()
+    assert "## Results (`v64`)" in text
+    assert "| ArrowHead | 1/1 | 0.640 [0.640, 0.640] |" in text  # v64's runs, not v32's
+    assert text.count("Joined with the runs of") == 1
+    # kept in the JSON: a later render without --headline keeps it
+    again = tmp_path / "again.md"
+    assert (
+        accuracy.main(["--from-json", str(joined.with_suffix(".json")), "--out", str(again)]) == 0
+    )
+    assert "## Results (`v64`)" in again.read_text()
+    code = accuracy.main(["--from-json", jsons[0], "--out", str(again), "--headline", "nope"])
+    assert code == 2 and "no variant 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        accuracy.main(["--headline", "v64", "--sets", "ArrowHead"])
