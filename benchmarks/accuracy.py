@@ -199,13 +199,14 @@ def join(docs: list[dict[str, Any]]) -> dict[str, Any]:
         doc["sets"] += [s for s in other["sets"] if s not in doc["sets"]]
         doc["seeds"] += [s for s in other["seeds"] if s not in doc["seeds"]]
         doc["wall_s"] += other["wall_s"]
-        joined = doc.setdefault("joined", [])
-        for entry in [
-            *other.get("joined", []),
-            {"command": other["command"], "date": other["date"]},
-        ]:
-            if entry not in joined and entry != {"command": doc["command"], "date": doc["date"]}:
-                joined.append(entry)
+        doc.setdefault("joined", []).extend(
+            [*other.get("joined", []), {"command": other["command"], "date": other["date"]}]
+        )
+    # each joined file once, and never the first file itself
+    entries = [(j["command"], j["date"]) for j in doc.get("joined", [])]
+    unique = dict.fromkeys(e for e in entries if e != (doc["command"], doc["date"]))
+    if entries:
+        doc["joined"] = [{"command": c, "date": d} for c, d in unique]
     return doc
 
 

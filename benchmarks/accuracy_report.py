@@ -231,10 +231,10 @@ def render(doc: dict[str, Any]) -> str:
         f"{mode}Written by `{doc['command']}` on {doc['date']}; {len(doc['runs'])} of "
         f"{n_runs} runs done in {doc['wall_s'] / 60:.1f} min. Seeds: "
         f"{', '.join(map(str, doc['seeds']))}.",
-        *dict.fromkeys(  # a file joined twice is listed once
+        *[
             f"Joined with the runs of `{j['command']}` on {j['date']}."
             for j in doc.get("joined", [])
-        ),
+        ],
         "",
         *machine_section(doc["machine"]),
         "",
